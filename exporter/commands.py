@@ -1,0 +1,13 @@
+"""(Skeleton: replaced by the issue that implements it.)"""
+
+import argparse
+
+from sentiwatch.errors import NotImplementedYet
+
+
+def export_command(args: argparse.Namespace) -> int:
+    raise NotImplementedYet(args.command)
+
+
+def score_command(args: argparse.Namespace) -> int:
+    raise NotImplementedYet(args.command)

@@ -1,0 +1,9 @@
+"""(Skeleton: replaced by the issue that implements it.)"""
+
+import argparse
+
+from sentiwatch.errors import NotImplementedYet
+
+
+def broker_command(args: argparse.Namespace) -> int:
+    raise NotImplementedYet(args.command)
