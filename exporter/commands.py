@@ -1,13 +1,32 @@
-"""(Skeleton: replaced by the issue that implements it.)"""
+"""Handlers of `sentiwatch export` and `sentiwatch score` (argument plumbing only)."""
+
+from __future__ import annotations
 
 import argparse
 
-from sentiwatch.errors import NotImplementedYet
+from exporter.export import builtin_parity_set, expand_precisions, export_bundle
+from exporter.score import score_file
 
 
 def export_command(args: argparse.Namespace) -> int:
-    raise NotImplementedYet(args.command)
+    manifest = export_bundle(args.model, args.out, expand_precisions(args.precision), args.int8_isa,
+                             builtin_parity_set())
+    print(f"bundle {args.out}: model version {manifest['model_version']}, max_length {manifest['max_length']}")
+    for name, variant in manifest["variants"].items():
+        check = variant["parity"]
+        if check["status"] != "passed":
+            print(f"  {name:5} {variant['file']:18} for {variant['provider']:22} parity {check['status']}")
+            continue
+        agreement = ", ".join(f"{head} {value:.2%}" for head, value in check["agreement"].items())
+        print(f"  {name:5} {variant['file']:18} for {variant['provider']:22} parity passed on {check['n']} texts: "
+              f"max abs prob diff {check['max_abs_diff']:.1e}, label agreement {agreement}")
+    return 0
 
 
 def score_command(args: argparse.Namespace) -> int:
-    raise NotImplementedYet(args.command)
+    summary = score_file(args.bundle, args.input, args.output, text_column=args.text_column,
+                         id_column=args.id_column, batch_size=args.batch_size)
+    rate = summary.scored / summary.seconds if summary.seconds else 0.0
+    print(f"{args.output}: {summary.rows} rows, {summary.scored} scored, {summary.errors} with errors, "
+          f"{summary.truncated} truncated to the model's maximum length ({rate:.0f} texts/s)")
+    return 0

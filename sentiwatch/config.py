@@ -44,7 +44,7 @@ class Settings:
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = "PLAIN"
     kafka_sasl_username: str = ""
-    kafka_sasl_password: str = ""
+    kafka_sasl_password: str = dataclasses.field(default="", repr=False)  # never in logs or reprs
     kafka_sasl_password_file: str = ""
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
@@ -75,6 +75,8 @@ class Settings:
     alert_examples: int = 5
     # Privacy switch: when false, alerts carry no example texts at all.
     alert_examples_enabled: bool = True
+    # /healthz fails when the worker is behind (lag > 0) and has made no progress for this long.
+    liveness_stall_seconds: float = 60.0
     log_level: str = "INFO"
 
     detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)

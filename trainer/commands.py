@@ -1,13 +1,44 @@
-"""(Skeleton: replaced by the issue that implements it.)"""
+"""`sentiwatch train` and `sentiwatch evaluate`: flags in, work delegated, one summary out."""
+
+from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 
-from sentiwatch.errors import NotImplementedYet
+from sentiwatch.errors import SentiwatchError
 
 
 def train_command(args: argparse.Namespace) -> int:
-    raise NotImplementedYet(args.command)
+    from trainer.run import run_training
+    from trainer.train import TrainConfig
+
+    for flag in ("limit", "epochs"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise SentiwatchError(f"--{flag} must be a positive number, got {value}")
+    overrides = {"limit": args.limit, "seed": args.seed, "device": args.device}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    config = dataclasses.replace(TrainConfig(), **overrides)
+    metrics = run_training(args.out, args.base, args.data or ["builtin"], config)
+    heads = ", ".join(f"{head} macro-F1 {m['macro_f1']:.4f}" for head, m in metrics.items())
+    print(f"model written to {args.out} (test split: {heads})")
+    return 0
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    raise NotImplementedYet(args.command)
+    from trainer.evaluate import evaluate, evaluation_examples, load_predictor
+    from trainer.metrics import summary_lines
+
+    predictor = load_predictor(model_dir=args.model, bundle_dir=args.bundle)
+    examples, name = evaluation_examples(args.input)
+    metrics = evaluate(predictor, examples, args.output)
+    if not metrics:
+        raise SentiwatchError(f"{name}: no rows labelled with sentiment or topic")
+    print(f"{args.model or args.bundle} on {name} ({len(examples)} texts):")
+    for line in summary_lines(metrics):
+        print(line)
+    if args.output:
+        print(f"metrics written to {args.output}", file=sys.stderr)
+    return 0

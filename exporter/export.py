@@ -1,0 +1,147 @@
+"""`sentiwatch export`: model folder -> verified ONNX bundle.
+
+The bundle is built in a scratch folder beside the target and moved into place only after every
+requested variant passed its parity check, so a failed export never leaves a bundle behind that
+the streamer could load. Parity is measured through `streamer.scorer` itself (the `tokenizers`
+tokenizer, the real ONNX Runtime session), i.e. exactly the code path production scores with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer
+
+from exporter import graphs, manifest, parity
+from sentiwatch.errors import SentiwatchError
+from streamer.bundle import MANIFEST, OUTPUT_NAMES, TOKENIZER
+from streamer.scorer import CPU, CUDA, load_scorer
+from trainer.model import load_model
+from trainer.predict import TorchPredictor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 128
+PARITY_TEXTS = 512
+# Which execution provider each variant is built for; the streamer picks by what really comes up.
+INTENDED_PROVIDER = {"fp32": CPU, "int8": CPU, "fp16": CUDA}
+NO_GPU = "not verified: no GPU"
+
+
+@dataclasses.dataclass(frozen=True)
+class ParitySet:
+    """Texts the variants are compared on, with gold labels per head where known (None otherwise)."""
+
+    texts: list[str]
+    gold: dict[str, list[str | None]]
+    source: str
+
+
+class ParityError(SentiwatchError):
+    """An exported variant does not give the model's answers within the limits."""
+
+
+def expand_precisions(precision: str) -> list[str]:
+    return ["fp32", "int8", "fp16"] if precision == "all" else sorted({"fp32", precision})
+
+
+def export_bundle(model_dir: str | Path, out_dir: str | Path, precisions: Sequence[str], int8_isa: str,
+                  parity_set: ParitySet, limits: parity.ParityLimits | None = None) -> dict[str, Any]:
+    """Export, verify and write the bundle; return its manifest. fp32 is always built: it is the reference
+    the others are made from."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    limits = limits or parity.ParityLimits()
+    _check_target(out_dir)
+    model, tokenizer, meta = load_model(model_dir)
+    encoder_config = model.encoder.config
+    max_length = min(int(meta.get("max_length") or DEFAULT_MAX_LENGTH), encoder_config.max_position_embeddings)
+    isa = graphs.detect_int8_isa() if int8_isa == "auto" else int8_isa
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-") as scratch:
+        work, bundle = Path(scratch) / "work", Path(scratch) / "bundle"
+        work.mkdir()
+        bundle.mkdir()
+        raw = work / "model.onnx"
+        inputs = graphs.export_fp32(model, tokenizer, raw)
+        variants: dict[str, dict[str, Any]] = {}
+        for name in ("fp32", "int8", "fp16"):
+            if name not in precisions:
+                continue
+            target = bundle / f"model-{name}.onnx"
+            if name == "fp32":
+                graphs.optimize(raw, encoder_config, target, for_gpu=False)
+            elif name == "int8":
+                graphs.quantize_int8(raw, encoder_config, target, isa)
+            else:
+                graphs.optimize(raw, encoder_config, target, for_gpu=True)
+            variants[name] = {"file": target.name, "precision": name, "provider": INTENDED_PROVIDER[name]}
+            if name == "int8":
+                variants[name]["isa"] = isa
+        _write_tokenizer(tokenizer, bundle / TOKENIZER, max_length)
+        manifest.write_labels(bundle, model.sentiment_labels, model.topic_labels)
+        columns = {OUTPUT_NAMES[0]: len(model.sentiment_labels), OUTPUT_NAMES[1]: len(model.topic_labels)}
+
+        def write() -> dict[str, Any]:
+            return manifest.write_manifest(bundle, model_dir=model_dir, meta=meta,
+                                           base_model=encoder_config.name_or_path, max_length=max_length,
+                                           inputs=inputs, output_columns=columns, variants=variants)
+
+        write()
+        reference = TorchPredictor(model, tokenizer, max_length=max_length).predict(parity_set.texts)
+        labels = {"sentiment": model.sentiment_labels, "topic": model.topic_labels}
+        failures: list[str] = []
+        for name in variants:
+            scorer = load_scorer(bundle, variant=name)
+            if name == "fp16" and scorer.provider != CUDA:
+                variants[name]["parity"] = {"status": NO_GPU}
+                continue
+            report = parity.compare(reference, scorer.predict(parity_set.texts), labels, parity_set.gold)
+            missed = parity.problems(name, report, limits)
+            report.update(status="failed" if missed else "passed", texts=parity_set.source, provider=scorer.provider)
+            variants[name]["parity"] = report
+            failures += missed
+            log.info("parity %s on %s: %s", name, scorer.provider, report)
+        if failures:
+            raise ParityError(f"export of {model_dir} failed parity on {len(parity_set.texts)} texts from "
+                              f"{parity_set.source}: " + "; ".join(failures))
+        result = write()
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        shutil.move(str(bundle), out_dir)
+    return result
+
+
+def _check_target(out_dir: Path) -> None:
+    # Replacing an old bundle is expected; deleting someone's unrelated folder is not.
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())):
+        raise SentiwatchError(f"{out_dir}: exists and is not a bundle; choose an empty or new --out folder")
+
+
+def _write_tokenizer(hf_tokenizer: Any, path: Path, max_length: int) -> None:
+    """Save the fast tokenizer with the bundle's truncation and no fixed padding (batches pad themselves)."""
+    tokenizer = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    tokenizer.save(str(path))
+
+
+def builtin_parity_set(limit: int = PARITY_TEXTS) -> ParitySet:
+    """Texts from the built-in validation split (never trained on): every topic-labelled one up to half
+    the budget, so the topic macro-F1 rests on more than a handful of texts, the rest tweets spread evenly."""
+    from trainer.data import load_examples, split_examples
+
+    examples = split_examples(load_examples(["builtin"])[0])["validation"]
+    topical = [e for e in examples if e.topic is not None][:limit // 2]
+    others = [e for e in examples if e.topic is None]
+    step = max(1, len(others) // max(1, limit - len(topical)))
+    chosen = topical + others[::step][:limit - len(topical)]
+    return ParitySet(texts=[e.text for e in chosen],
+                     gold={"sentiment": [e.sentiment for e in chosen], "topic": [e.topic for e in chosen]},
+                     source="built-in validation split")

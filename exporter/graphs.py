@@ -1,0 +1,102 @@
+"""Building the ONNX graphs of a bundle: the fp32 export and its tuned fp16 (CUDA) and int8 (CPU) variants.
+
+Optimum's export task presets have no "two heads from one encoder" task, so the fp32 graph comes
+from `torch.onnx.export` of `TwoHeadClassifier`; Optimum's `ORTOptimizer` (operator fusion, fp16)
+and `ORTQuantizer` (dynamic int8) are then applied to that graph.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
+from optimum.onnxruntime.configuration import AutoQuantizationConfig, OptimizationConfig
+from transformers import PretrainedConfig, PreTrainedTokenizerBase
+
+from sentiwatch.errors import SentiwatchError
+from streamer.bundle import OUTPUT_NAMES
+from trainer.model import TwoHeadClassifier
+
+OPSET = 17
+ORT_DEFAULT_LOG_SEVERITY = 2  # warnings and above
+INT8_ISAS: tuple[str, ...] = ("avx512_vnni", "avx512", "avx2")
+
+
+def input_names_for(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """The graph inputs: token_type_ids only for encoders whose tokenizer produces them (BERT does)."""
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in tokenizer.model_input_names:
+        names.append("token_type_ids")
+    return names
+
+
+def export_fp32(model: TwoHeadClassifier, tokenizer: PreTrainedTokenizerBase, out_path: Path) -> list[str]:
+    """Trace the two-head model to one ONNX graph with dynamic batch and sequence axes; return its inputs."""
+    names = input_names_for(tokenizer)
+    # Two rows of different lengths so the trace sees padding; shapes stay symbolic anyway.
+    sample = tokenizer(["a short text", "a somewhat longer sample text for tracing"], padding=True,
+                       return_tensors="pt")
+    args = tuple(sample[name] for name in names)
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    axes.update({name: {0: "batch"} for name in OUTPUT_NAMES})
+    model.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript tracer warns about constants in transformers' mask code that are shape-independent.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, args, str(out_path), input_names=names, output_names=list(OUTPUT_NAMES),
+                          dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    return names
+
+
+def optimize(fp32_path: Path, encoder_config: PretrainedConfig, out_path: Path, for_gpu: bool) -> None:
+    """Fuse attention, LayerNorm and GELU (exact GELU kept, so parity holds); on GPU also convert to fp16."""
+    config = OptimizationConfig(optimization_level=2, optimize_for_gpu=for_gpu, fp16=for_gpu,
+                                enable_gelu_approximation=False)
+    with tempfile.TemporaryDirectory() as work:
+        # The GPU optimization opens a CUDA session; on a machine without a GPU onnxruntime logs a page
+        # of library errors before it falls back, which would read as a failed export.
+        ort.set_default_logger_severity(4 if for_gpu else ORT_DEFAULT_LOG_SEVERITY)
+        try:
+            # ORTOptimizer also writes config/preprocessor files; only the graph goes into the bundle.
+            ORTOptimizer([fp32_path], config=encoder_config).optimize(config, save_dir=work, file_suffix=None)
+        finally:
+            ort.set_default_logger_severity(ORT_DEFAULT_LOG_SEVERITY)
+        shutil.move(str(Path(work) / fp32_path.name), out_path)
+
+
+def quantize_int8(fp32_path: Path, encoder_config: PretrainedConfig, out_path: Path, isa: str) -> None:
+    """Dynamic int8 quantization (weights int8 per channel, activations quantized at run time) for an ISA."""
+    if isa not in INT8_ISAS:
+        raise SentiwatchError(f"unknown int8 ISA {isa!r}; expected one of {', '.join(INT8_ISAS)}")
+    # reduce_range: AVX2/AVX-512 without VNNI saturate u8*s8 pairs (VPMADDUBSW), 7-bit weights avoid it.
+    if isa == "avx512_vnni":
+        config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True)
+    else:
+        config = getattr(AutoQuantizationConfig, isa)(is_static=False, per_channel=True, reduce_range=True)
+    with tempfile.TemporaryDirectory() as work:
+        quantizer = ORTQuantizer(fp32_path, config=encoder_config)
+        written = quantizer.quantize(quantization_config=config, save_dir=work, file_suffix=None)
+        shutil.move(str(Path(written) / fp32_path.name), out_path)
+
+
+def detect_int8_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The best int8 instruction set this CPU has, from its flags (avx2 when unknown)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return "avx2"
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+            break
+    if {"avx512f", "avx512_vnni"} <= flags:
+        return "avx512_vnni"
+    if {"avx512f", "avx512bw"} <= flags:
+        return "avx512"
+    return "avx2"

@@ -1,0 +1,78 @@
+"""Does an exported graph still give the model's answers? Pure comparisons of two sets of predictions.
+
+`export` scores the same validation texts with PyTorch and with each ONNX variant and fails when a
+limit is missed: fp32 must match the probabilities almost exactly; int8 and fp16 are allowed small
+numeric drift but must agree on the labels and (int8) keep macro-F1 within a point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sentiwatch.predictor import Prediction
+from trainer.metrics import head_metrics
+
+HEADS: tuple[str, str] = ("sentiment", "topic")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityLimits:
+    """Thresholds from the exporter issue; tests on random tiny models pass their own (and say why)."""
+
+    fp32_max_abs_diff: float = 1e-4
+    int8_min_agreement: float = 0.99
+    int8_max_f1_drop: float = 0.01
+    fp16_min_agreement: float = 0.995
+
+
+def compare(reference: Prediction, candidate: Prediction, labels: dict[str, Sequence[str]],
+            gold: dict[str, Sequence[str | None]] | None = None) -> dict[str, Any]:
+    """Max abs probability difference, label agreement per head and (with gold labels) macro-F1 of both.
+
+    `labels[head]` are the model's labels in output order; `gold[head][i]` is row i's true label, or
+    None when the row has none for that head (or one the model does not know).
+    """
+    report: dict[str, Any] = {"n": int(len(reference.sentiment_probs)), "max_abs_diff": 0.0, "agreement": {},
+                              "macro_f1": {}}
+    for head in HEADS:
+        ref = getattr(reference, f"{head}_probs")
+        cand = getattr(candidate, f"{head}_probs")
+        if len(ref) == 0:
+            continue
+        report["max_abs_diff"] = max(report["max_abs_diff"], float(np.abs(ref - cand).max()))
+        ref_labels, cand_labels = ref.argmax(axis=1), cand.argmax(axis=1)
+        report["agreement"][head] = float((ref_labels == cand_labels).mean())
+        truth = (gold or {}).get(head) or ()
+        labelled = [i for i, label in enumerate(truth) if label in labels[head]]
+        if labelled:
+            names = labels[head]
+            true_names = [truth[i] for i in labelled]
+            report["macro_f1"][head] = {
+                "n": len(labelled),
+                "reference": head_metrics(true_names, [names[k] for k in ref_labels[labelled]], names)["macro_f1"],
+                "candidate": head_metrics(true_names, [names[k] for k in cand_labels[labelled]], names)["macro_f1"],
+            }
+    return report
+
+
+def problems(variant: str, report: dict[str, Any], limits: ParityLimits) -> list[str]:
+    """Every limit the variant misses, as readable sentences (empty: it passed)."""
+    found: list[str] = []
+    if variant == "fp32" and report["max_abs_diff"] > limits.fp32_max_abs_diff:
+        found.append(f"fp32 max abs probability difference {report['max_abs_diff']:.2e} "
+                     f"> {limits.fp32_max_abs_diff:.0e}")
+    minimum = {"int8": limits.int8_min_agreement, "fp16": limits.fp16_min_agreement}.get(variant)
+    if minimum is not None:
+        for head, agreement in report["agreement"].items():
+            if agreement < minimum:
+                found.append(f"{variant} {head} label agreement {agreement:.2%} < {minimum:.2%}")
+    if variant == "int8":
+        for head, f1 in report["macro_f1"].items():
+            drop = f1["reference"] - f1["candidate"]
+            if drop > limits.int8_max_f1_drop:
+                found.append(f"int8 {head} macro-F1 drop {drop * 100:.2f} points > {limits.int8_max_f1_drop * 100:.2f}")
+    return found

@@ -1,0 +1,215 @@
+"""The Faust app: topics, tables, the two agents, timers and web pages. Wiring only; the work is in
+`score_stage` (validate + score) and `window_stage` (windows + detector + alerts).
+
+Two stages because the topic a text is about is only known after scoring (watchlist, model head):
+the score agent writes `sentiwatch.scored` keyed by the capped topic label, and the window agent
+consumes it, so each topic's windows are owned by the one worker that holds its partition. The
+tables use `use_partitioner=True` with the same raw key bytes, hence the same partition, as the
+scored records: updates can then be made once per batch (outside per-event iteration) and still
+land on the changelog partition that the owning worker recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Awaitable, Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from sentiwatch.config import Settings
+from streamer.kafka import faust_broker_url, faust_credentials
+from streamer.metrics import WorkerMetrics
+from streamer.score_stage import BatchScorer, RawMessage, Scorer
+from streamer.status import Progress, status_document
+from streamer.topics import TopicCap
+from streamer.window_stage import ScoredMessage, WindowStage
+
+log = logging.getLogger(__name__)
+
+LAG_INTERVAL_SECONDS = 5.0
+# Header on scored records naming the input partition they came from (per-source watermarks).
+SOURCE_HEADER = "sentiwatch-source"
+# Prometheus' text format; aiohttp refuses a charset parameter here (UTF-8 is the format's default).
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
+@dataclasses.dataclass
+class Worker:
+    """Everything one worker process holds; `app` is what faust.Worker runs."""
+
+    app: faust.App
+    metrics: WorkerMetrics
+    progress: Progress
+    window_stage: WindowStage
+    executor: concurrent.futures.ThreadPoolExecutor
+
+
+def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str]) -> Worker:
+    app = faust.App(
+        settings.consumer_group,
+        broker=faust_broker_url(settings),
+        broker_credentials=faust_credentials(settings),
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
+        broker_heartbeat_interval=settings.kafka_heartbeat_seconds,
+        # Idempotent/transactional producers are not available everywhere (the embedded broker).
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        store="memory://",
+        # Standby copies would put peers' topics into this worker's tables.
+        table_standby_replicas=0,
+        autodiscover=False,
+        # Not the working directory: the container's root filesystem is read-only.
+        datadir=Path(tempfile.gettempdir()) / f"sentiwatch-faust-{settings.consumer_group}",
+        # A small read-ahead bounds memory under backpressure and what a graceful stop must finish.
+        stream_buffer_maxsize=max(2 * settings.batch_max, 64),
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    metrics = WorkerMetrics()
+    metrics.model_info.labels(**model_info).set(1)
+    progress = Progress(settings.liveness_stall_seconds)
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+    cap = TopicCap(settings.topic_cap, preferred=settings.watchlist)
+    batch_scorer = BatchScorer(scorer, settings, cap)
+
+    partitions = settings.topic_partitions
+    texts = app.topic(settings.input_topic, partitions=partitions)
+    scored = app.topic(settings.scored_topic, partitions=partitions)
+    # bytes keys are serialized raw: the same bytes as the scored record's key, so the same partition.
+    table_options: dict[str, Any] = {"partitions": partitions, "use_partitioner": True, "key_type": bytes}
+    windows_table = TopicKeyed(app.Table("windows", default=None, **table_options))
+    status_table = TopicKeyed(app.Table("topic-status", default=None, **table_options))
+
+    def publish_alert(topic: str, event: dict[str, Any]) -> None:
+        # send_soon: the window stage is synchronous; the commit flushes the producer before offsets move.
+        app.topic(settings.alerts_topic).send_soon(key=topic.encode("utf-8"),
+                                                   value=json.dumps(event, ensure_ascii=False).encode("utf-8"))
+
+    window_stage = WindowStage(settings, metrics, windows_table, status_table, publish_alert)
+    worker = Worker(app, metrics, progress, window_stage, executor)
+
+    @app.agent(texts, name="score")
+    async def score_agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
+            await _finish_even_if_cancelled(_score_batch(app, settings, worker, batch_scorer, events))
+
+    @app.agent(scored, name="windows")
+    async def window_agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
+            batch = [ScoredMessage(_key(e.message.key), e.message.value, e.message.timestamp, _source(e.message.headers))
+                     for e in events]
+            window_stage.process(batch)
+
+    @app.timer(interval=float(min(settings.window_seconds, 10)))
+    async def close_idle_windows() -> None:
+        window_stage.close_idle()
+
+    @app.timer(interval=LAG_INTERVAL_SECONDS)
+    async def measure_lag() -> None:
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic == settings.input_topic]
+        highwaters = {tp.partition: app.consumer.highwater(tp) for tp in assigned}
+        for partition, lag in progress.update_lag(highwaters).items():
+            metrics.consumer_lag.labels(partition=str(partition)).set(lag)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_: faust.App, revoked: set[Any], **_: Any) -> None:
+        window_stage.forget_topics()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(), content_type=METRICS_CONTENT_TYPE)
+
+    @app.page("/status")
+    async def status_page(web: Any, request: Any) -> Any:
+        return web.json(status_document(model_info, progress, windows_table, status_table, window_stage.owned_topics))
+
+    @app.page("/healthz")
+    async def health_page(web: Any, request: Any) -> Any:
+        healthy, reason = progress.liveness()
+        return web.json({"healthy": healthy, "reason": reason}, status=200 if healthy else 503)
+
+    return worker
+
+
+async def _score_batch(app: faust.App, settings: Settings, worker: Worker, batch_scorer: BatchScorer,
+                       events: list[Any]) -> None:
+    messages = [RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
+                           e.message.timestamp) for e in events]
+    loop = asyncio.get_running_loop()
+    # Inference runs off the event loop so fetching, heartbeats and sends go on meanwhile.
+    outcome = await loop.run_in_executor(worker.executor, batch_scorer.score, messages)
+    producer = app.producer
+    for out, source in zip(outcome.scored, outcome.scored_sources, strict=True):
+        headers = [(SOURCE_HEADER, source)]
+        await producer.send(settings.scored_topic, out.key.encode("utf-8"), out.value, None, out.timestamp, headers)
+    for dead in outcome.dead:
+        await producer.send(settings.dlq_topic, None, dead.value, None, None, None)
+    metrics = worker.metrics
+    now = time.time()
+    metrics.inference_seconds.observe(outcome.inference_seconds)
+    metrics.batch_size.observe(len(messages))
+    for out in outcome.scored:
+        metrics.end_to_end.observe(max(0.0, now - out.timestamp))
+        metrics.messages.labels(topic=out.key, sentiment=out.sentiment).inc()
+    for dead in outcome.dead:
+        metrics.dead_letters.labels(reason=dead.reason).inc()
+    offsets: dict[int, int] = {}
+    for message in messages:
+        offsets[message.partition] = max(offsets.get(message.partition, -1), message.offset)
+    worker.progress.on_batch(offsets, len(messages))
+
+
+async def _finish_even_if_cancelled(batch: Awaitable[None]) -> None:
+    """Run a batch to the end even if the agent is cancelled meanwhile (shutdown): the stream acks a
+    batch's events when the agent leaves it, so a half-done batch would be committed as done."""
+    task = asyncio.ensure_future(batch)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+class TopicKeyed(MutableMapping[str, Any]):
+    """A bytes-keyed Faust table seen through str keys (topic labels)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> Any:
+        return self.table[key.encode("utf-8")]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table[key.encode("utf-8")] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key.encode("utf-8")]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key.decode("utf-8", errors="replace") for key in self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def _source(headers: Any) -> str:
+    for name, value in headers or ():
+        if name == SOURCE_HEADER:
+            return value.decode("utf-8", errors="replace")
+    return ""
+
+
+def _key(raw: bytes | None) -> str | None:
+    return raw.decode("utf-8", errors="replace") if raw is not None else None

@@ -1,0 +1,132 @@
+"""Kafka connection security from Settings: one place that turns settings into client options.
+
+Credentials come only from the environment or mounted files (never flags), and nothing here puts a
+secret into a repr or a log line: `KafkaSecurity.__repr__` leaves the password out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ssl
+from pathlib import Path
+from typing import Any
+
+from sentiwatch.config import Settings
+from sentiwatch.errors import ConfigError, SentiwatchError
+
+
+@dataclasses.dataclass(frozen=True)
+class KafkaSecurity:
+    protocol: str  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    sasl_mechanism: str
+    username: str
+    password: str = dataclasses.field(repr=False)
+    cafile: str
+    certfile: str
+    keyfile: str
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+
+def security_from_settings(settings: Settings) -> KafkaSecurity:
+    """Validate the kafka_* settings; a password file (a mounted Secret) wins over the variable."""
+    password = settings.kafka_sasl_password
+    if settings.kafka_sasl_password_file:
+        try:
+            password = Path(settings.kafka_sasl_password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"config key 'kafka_sasl_password_file': cannot read it ({exc.strerror})") from None
+    security = KafkaSecurity(settings.kafka_security_protocol, settings.kafka_sasl_mechanism,
+                             settings.kafka_sasl_username, password, settings.kafka_ssl_cafile,
+                             settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
+    if security.uses_sasl:
+        if security.sasl_mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            raise ConfigError("config key 'kafka_sasl_mechanism': must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        if not security.username:
+            raise ConfigError("config key 'kafka_sasl_username': required with SASL")
+        if not security.password:
+            raise ConfigError("config key 'kafka_sasl_password' (or kafka_sasl_password_file): required with SASL")
+    for key in ("cafile", "certfile", "keyfile"):
+        path = getattr(security, key)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"config key 'kafka_ssl_{key}': no such file {path}")
+    return security
+
+
+def ssl_context(security: KafkaSecurity) -> ssl.SSLContext | None:
+    if not security.uses_ssl:
+        return None
+    context = ssl.create_default_context(cafile=security.cafile or None)
+    if security.certfile:
+        context.load_cert_chain(security.certfile, security.keyfile or None)
+    return context
+
+
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for AIOKafkaProducer/Consumer: bootstrap servers plus security."""
+    security = security_from_settings(settings)
+    options: dict[str, Any] = {"bootstrap_servers": settings.brokers.split(","),
+                               "security_protocol": security.protocol}
+    if security.uses_ssl:
+        options["ssl_context"] = ssl_context(security)
+    if security.uses_sasl:
+        options.update(sasl_mechanism=security.sasl_mechanism, sasl_plain_username=security.username,
+                       sasl_plain_password=security.password)
+    return options
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """`broker_credentials` for faust.App (None for PLAINTEXT)."""
+    import faust
+
+    security = security_from_settings(settings)
+    context = ssl_context(security)
+    if security.uses_sasl:
+        return faust.SASLCredentials(username=security.username, password=security.password,
+                                     ssl_context=context, mechanism=security.sasl_mechanism)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def faust_broker_url(settings: Settings) -> str:
+    return ";".join(f"kafka://{host.strip()}" for host in settings.brokers.split(","))
+
+
+async def ensure_topics(settings: Settings, names: list[str], timeout: float = 30.0) -> None:
+    """Create the topics that do not exist yet (settings.topic_partitions each); existing ones are left alone.
+
+    Done before anything subscribes: a consumer that subscribes to a missing topic only notices it at
+    the next metadata refresh (minutes), and records keyed by topic need a fixed partition count.
+    Raises SentiwatchError naming the brokers when they cannot be reached within `timeout`.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+    options = aiokafka_options(settings)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(**options, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [name for name in dict.fromkeys(names) if name not in existing]
+            if missing:
+                try:
+                    await admin.create_topics([NewTopic(name, settings.topic_partitions, 1) for name in missing])
+                except TopicAlreadyExistsError:
+                    pass  # a peer worker created it in between
+            return
+        except (KafkaError, OSError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise SentiwatchError(f"cannot reach Kafka at {settings.brokers} ({type(exc).__name__})") from None
+            await asyncio.sleep(1.0)
+        finally:
+            await admin.close()

@@ -1,0 +1,143 @@
+"""Input validation: raw Kafka bytes in, a valid record or a dead letter with a reason code out.
+
+Pure code (no Kafka), so every reason is unit-tested. Reason codes are a small fixed set because they
+become the `reason` label of `sentiwatch_dead_letters_total`; the human detail goes only into the
+DLQ record, never into a metric label.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import json
+import math
+from typing import Any
+
+# The fixed set of dead-letter reasons (metric label values).
+NOT_UTF8 = "not_utf8"
+NOT_JSON = "not_json"
+NOT_OBJECT = "not_object"
+MISSING_ID = "missing_id"
+MISSING_TEXT = "missing_text"
+EMPTY_TEXT = "empty_text"
+WRONG_TYPE = "wrong_type"
+TEXT_TOO_LONG = "text_too_long"
+BAD_TIMESTAMP = "bad_timestamp"
+SCORING_FAILED = "scoring_failed"
+REASONS: tuple[str, ...] = (NOT_UTF8, NOT_JSON, NOT_OBJECT, MISSING_ID, MISSING_TEXT, EMPTY_TEXT, WRONG_TYPE,
+                            TEXT_TOO_LONG, BAD_TIMESTAMP, SCORING_FAILED)
+
+# Optional contract fields and the JSON types they may have; anything else a producer adds is passed through.
+_OPTIONAL_STRINGS = ("topic", "source", "lang")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextRecord:
+    """A valid input record. `fields` is the producer's object, passed through to the scored record."""
+
+    id: str
+    text: str
+    fields: dict[str, Any]
+    event_time: float  # epoch seconds: the record's `ts`, else the Kafka timestamp
+    producer_topic: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejected:
+    """Why a record cannot be scored: `reason` is one of REASONS, `detail` is for humans."""
+
+    reason: str
+    detail: str
+
+
+def validate(raw: bytes | None, kafka_timestamp: float, max_text_bytes: int) -> TextRecord | Rejected:
+    """Check one Kafka record value against the input contract; never raises."""
+    if raw is None:
+        return Rejected(NOT_JSON, "record has no value")
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected(NOT_UTF8, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+    try:
+        value = json.loads(decoded)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        return Rejected(NOT_JSON, f"invalid JSON: {detail}")
+    if not isinstance(value, dict):
+        return Rejected(NOT_OBJECT, f"expected a JSON object, got {type(value).__name__}")
+    return validate_fields(value, kafka_timestamp, max_text_bytes)
+
+
+def validate_fields(value: dict[str, Any], kafka_timestamp: float, max_text_bytes: int) -> TextRecord | Rejected:
+    """The field checks of `validate`, for records that are already a JSON object."""
+    record_id = value.get("id")
+    if record_id is None or record_id == "":
+        return Rejected(MISSING_ID, "field 'id' is missing or empty")
+    if not isinstance(record_id, str):
+        return Rejected(WRONG_TYPE, f"field 'id' must be a string, got {type(record_id).__name__}")
+    text = value.get("text")
+    if text is None:
+        return Rejected(MISSING_TEXT, "field 'text' is missing")
+    if not isinstance(text, str):
+        return Rejected(WRONG_TYPE, f"field 'text' must be a string, got {type(text).__name__}")
+    if not text.strip():
+        return Rejected(EMPTY_TEXT, "field 'text' is empty or only whitespace")
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > max_text_bytes:
+        return Rejected(TEXT_TOO_LONG, f"field 'text' is {size} bytes, over the limit of {max_text_bytes}")
+    for name in _OPTIONAL_STRINGS:
+        if value.get(name) is not None and not isinstance(value[name], str):
+            return Rejected(WRONG_TYPE, f"field {name!r} must be a string, got {type(value[name]).__name__}")
+    event_time = kafka_timestamp
+    if value.get("ts") is not None:
+        parsed = parse_timestamp(value["ts"])
+        if parsed is None:
+            return Rejected(BAD_TIMESTAMP, "field 'ts' is neither ISO-8601 nor epoch seconds")
+        event_time = parsed
+    producer_topic = value.get("topic")
+    producer_topic = producer_topic.strip() if isinstance(producer_topic, str) and producer_topic.strip() else None
+    return TextRecord(record_id, text, value, event_time, producer_topic)
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """ISO-8601 (naive means UTC) or epoch seconds (number or numeric string) -> epoch seconds, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=dt.UTC)
+            seconds = parsed.timestamp()
+    else:
+        return None
+    # Reject NaN/inf and values that are clearly not epoch seconds (e.g. milliseconds).
+    if not math.isfinite(seconds) or not 0 <= seconds < 32_503_680_000:
+        return None
+    return seconds
+
+
+def iso_utc(epoch_seconds: float) -> str:
+    return dt.datetime.fromtimestamp(epoch_seconds, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dead_letter(raw: bytes | None, rejected: Rejected, kafka_topic: str, partition: int, offset: int,
+                now: float) -> dict[str, Any]:
+    """The contract's DLQ record (plus `detail`): the original bytes survive intact (base64)."""
+    return {
+        "reason": rejected.reason,
+        "detail": rejected.detail,
+        "raw": base64.b64encode(raw or b"").decode("ascii"),
+        "kafka_topic": kafka_topic,
+        "partition": partition,
+        "offset": offset,
+        "at": iso_utc(now),
+    }

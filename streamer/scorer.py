@@ -1,0 +1,233 @@
+"""ONNX Runtime scoring of texts with a verified bundle: the streamer's (and `score`'s) Predictor.
+
+The session is built for the variant that fits the hardware, and which provider really came up is
+read back from `session.get_providers()` afterwards: onnxruntime-gpu silently falls back to the CPU
+when CUDA cannot start, and a fp16 graph on the CPU would be slow. Tokenization uses the Rust
+`tokenizers` package (no transformers), truncates to the bundle's max_length and pads each batch
+only to its own longest text. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Encoding, Tokenizer
+
+from sentiwatch.errors import BundleError
+from sentiwatch.predictor import Prediction
+from streamer.bundle import OUTPUT_NAMES, Bundle, load_bundle
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+VARIANTS = ("auto", "fp32", "fp16", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedBatch:
+    """Model inputs for one batch, padded to the batch's longest text."""
+
+    input_ids: np.ndarray  # (n, seq) int64
+    attention_mask: np.ndarray  # (n, seq) int64
+    token_type_ids: np.ndarray  # (n, seq) int64
+    truncated: np.ndarray  # (n,) bool
+
+
+class OnnxScorer:
+    """Scores texts with one ONNX Runtime session; implements `sentiwatch.predictor.Predictor`."""
+
+    def __init__(self, bundle: Bundle, variant: str, session: ort.InferenceSession, tokenizer: Tokenizer,
+                 batch_size: int) -> None:
+        self.bundle = bundle
+        self.variant = variant
+        self.precision = bundle.variants[variant].precision
+        self.version = bundle.version
+        self.provider = session.get_providers()[0]
+        self.sentiment_labels = bundle.sentiment_labels
+        self.topic_labels = bundle.topic_labels
+        self.max_length = bundle.max_length
+        self.batch_size = batch_size
+        self._session = session
+        self._tokenizer = tokenizer
+        self._input_names = tuple(node.name for node in session.get_inputs())
+
+    def predict(self, texts: Sequence[str]) -> Prediction:
+        """Score texts in input order, in passes of at most `batch_size` texts of similar length."""
+        encodings = self.tokenize(texts)
+        n = len(encodings)
+        sentiment = np.zeros((n, len(self.sentiment_labels)), dtype=np.float32)
+        topic = np.zeros((n, len(self.topic_labels)), dtype=np.float32)
+        truncated = np.zeros(n, dtype=bool)
+        # Grouping texts of similar length keeps padding (wasted compute) small; results go back
+        # to their original rows through `chunk`.
+        order = sorted(range(n), key=lambda i: len(encodings[i].ids)) if n > self.batch_size else list(range(n))
+        for start in range(0, n, self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            batch = pad_batch([encodings[i] for i in chunk])
+            sentiment[chunk], topic[chunk] = self.run(batch)
+            truncated[chunk] = batch.truncated
+        return Prediction(sentiment_probs=sentiment, topic_probs=topic, truncated=truncated)
+
+    def tokenize(self, texts: Sequence[str]) -> list[Encoding]:
+        """Token ids per text, truncated to max_length (an overflow marks the text as truncated)."""
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text #{index} is {type(text).__name__}, expected str")
+        return self._tokenizer.encode_batch(list(texts))
+
+    def encode(self, texts: Sequence[str]) -> EncodedBatch:
+        """Tokenize and pad texts as one batch (the benchmark times this apart from `run`)."""
+        return pad_batch(self.tokenize(texts))
+
+    def run(self, batch: EncodedBatch) -> tuple[np.ndarray, np.ndarray]:
+        """One forward pass; returns (sentiment_probs, topic_probs) as float32."""
+        if len(batch.input_ids) == 0:
+            return (np.zeros((0, len(self.sentiment_labels)), np.float32),
+                    np.zeros((0, len(self.topic_labels)), np.float32))
+        feeds = {name: getattr(batch, name) for name in self._input_names}
+        if self.provider == CUDA:
+            # IO binding: outputs stay in device memory until one copy back, no per-run allocation
+            # negotiation on the host.
+            binding = self._session.io_binding()
+            for name, value in feeds.items():
+                binding.bind_cpu_input(name, value)
+            for name in OUTPUT_NAMES:
+                binding.bind_output(name, "cuda")
+            self._session.run_with_iobinding(binding)
+            sentiment_logits, topic_logits = binding.copy_outputs_to_cpu()
+        else:
+            sentiment_logits, topic_logits = self._session.run(list(OUTPUT_NAMES), feeds)
+        return softmax(sentiment_logits), softmax(topic_logits)
+
+
+def load_scorer(bundle_dir: str | os.PathLike[str], variant: str = "auto", intra_op_threads: int = 0,
+                batch_size: int = 64) -> OnnxScorer:
+    """Verify the bundle and open a session: auto = fp16 on CUDA when CUDA really comes up, else int8
+    (else fp32) on the CPU. `intra_op_threads` 0 means the cores this process may use."""
+    if variant not in VARIANTS:
+        raise BundleError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    bundle = load_bundle(bundle_dir)
+    threads = intra_op_threads if intra_op_threads > 0 else len(os.sched_getaffinity(0))
+    cuda_available = cuda_possible()
+    session, chosen = None, ""
+    for name, provider in candidate_plan(bundle, variant, cuda_available):
+        session = _open_session(bundle.variants[name].path, provider, threads)
+        actual = session.get_providers()[0]
+        if provider == CUDA and actual != CUDA:
+            log.info("CUDA did not come up for the %s variant (got %s); trying the next variant", name, actual)
+            session = None
+            continue
+        chosen = name
+        break
+    if session is None:
+        raise BundleError(f"{bundle.path}: no variant of {sorted(bundle.variants)} could start for variant={variant}")
+    _check_graph(bundle, session, chosen)
+    scorer = OnnxScorer(bundle, chosen, session, _load_tokenizer(bundle.tokenizer_path, bundle.max_length),
+                        batch_size)
+    log.info("scoring with bundle %s version %s: variant %s (%s) on %s, %d intra-op threads",
+             bundle.path, scorer.version, scorer.variant, scorer.precision, scorer.provider, threads)
+    return scorer
+
+
+def candidate_plan(bundle: Bundle, variant: str, cuda_available: bool) -> list[tuple[str, str]]:
+    """(variant, provider) pairs to try in order; only the first that really starts is used."""
+    if variant != "auto":
+        if variant not in bundle.variants:
+            raise BundleError(f"{bundle.path}: the bundle has no {variant} variant "
+                              f"(it has {', '.join(sorted(bundle.variants))})")
+        # Quantized (int8) graphs have no CUDA kernels; the others try CUDA first when it exists.
+        if variant != "int8" and cuda_available:
+            return [(variant, CUDA), (variant, CPU)]
+        return [(variant, CPU)]
+    plan: list[tuple[str, str]] = []
+    if cuda_available:
+        plan += [(name, CUDA) for name in ("fp16", "fp32") if name in bundle.variants]
+    plan += [(name, CPU) for name in ("int8", "fp32") if name in bundle.variants]
+    if not plan:
+        # Only a fp16 graph and no CUDA: slow on the CPU, but better than refusing to score.
+        plan = [("fp16", CPU)]
+    return plan
+
+
+def cuda_possible() -> bool:
+    """Whether trying CUDA is worth it: the provider is built in and an NVIDIA device is visible.
+
+    onnxruntime-gpu lists CUDAExecutionProvider even on machines without a GPU, and trying it there
+    logs a page of library errors before falling back; `get_providers()` stays the final word.
+    """
+    if CUDA not in ort.get_available_providers():
+        return False
+    return Path("/dev/nvidiactl").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def pad_batch(encodings: Sequence[Encoding]) -> EncodedBatch:
+    """Right-pad token ids to the longest encoding (pad id 0, mask 0)."""
+    n = len(encodings)
+    width = max((len(e.ids) for e in encodings), default=0)
+    input_ids = np.zeros((n, width), dtype=np.int64)
+    attention_mask = np.zeros((n, width), dtype=np.int64)
+    token_type_ids = np.zeros((n, width), dtype=np.int64)
+    truncated = np.zeros(n, dtype=bool)
+    for row, encoding in enumerate(encodings):
+        length = len(encoding.ids)
+        input_ids[row, :length] = encoding.ids
+        attention_mask[row, :length] = 1
+        token_type_ids[row, :length] = encoding.type_ids
+        truncated[row] = bool(encoding.overflowing)
+    return EncodedBatch(input_ids, attention_mask, token_type_ids, truncated)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _load_tokenizer(path: Path, max_length: int) -> Tokenizer:
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # the Rust side raises plain Exception
+        raise BundleError(f"{path}: cannot load tokenizer ({exc})") from None
+    # The file may carry fixed-length padding from training; batches are padded here instead.
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    return tokenizer
+
+
+def _open_session(path: Path, provider: str, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # A CUDA provider that cannot start is reported through get_providers(); its warnings are noise.
+    options.log_severity_level = 3
+    providers = [provider] if provider == CPU else [provider, CPU]
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise BundleError(f"{path}: ONNX Runtime cannot load this graph on {provider}: {exc}") from None
+
+
+def _check_graph(bundle: Bundle, session: ort.InferenceSession, variant: str) -> None:
+    """The graph's outputs must match the label maps, or every label would be off."""
+    path = bundle.variants[variant].path
+    outputs = {node.name: node.shape for node in session.get_outputs()}
+    for name, labels in zip(OUTPUT_NAMES, (bundle.sentiment_labels, bundle.topic_labels), strict=True):
+        shape = outputs.get(name)
+        if shape is None:
+            raise BundleError(f"{path}: graph has no output {name!r} (outputs: {sorted(outputs)})")
+        if shape[-1] != len(labels):
+            raise BundleError(f"{path}: output {name!r} has {shape[-1]} columns but labels.json has {len(labels)}")
+    unknown = [node.name for node in session.get_inputs()
+               if node.name not in ("input_ids", "attention_mask", "token_type_ids")]
+    if unknown:
+        raise BundleError(f"{path}: graph needs inputs this scorer cannot provide: {unknown}")

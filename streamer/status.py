@@ -1,0 +1,72 @@
+"""Progress, lag and liveness of one worker, and the JSON behind `/status`. No texts ever go in here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from streamer import windows as win
+from streamer.records import iso_utc
+
+
+class Progress:
+    """What the worker has consumed, per input partition, and when it last moved forward."""
+
+    def __init__(self, stall_seconds: float) -> None:
+        self.stall_seconds = stall_seconds
+        self.started_at = time.monotonic()
+        self.last_progress = self.started_at
+        self.records = 0
+        self.positions: dict[int, int] = {}  # input partition -> next offset to process
+        self.lag: dict[int, int] = {}
+
+    def on_batch(self, offsets: Mapping[int, int], records: int) -> None:
+        """`offsets`: the highest offset processed per partition in the batch."""
+        for partition, offset in offsets.items():
+            self.positions[partition] = max(self.positions.get(partition, 0), offset + 1)
+        self.records += records
+        self.last_progress = time.monotonic()
+
+    def update_lag(self, highwaters: Mapping[int, int | None]) -> dict[int, int]:
+        """Lag per assigned partition with a known end; partitions not assigned any more are dropped."""
+        self.lag = {partition: max(0, end - self.positions.get(partition, 0))
+                    for partition, end in highwaters.items() if end is not None}
+        self.positions = {p: o for p, o in self.positions.items() if p in highwaters}
+        return self.lag
+
+    def liveness(self, now: float | None = None) -> tuple[bool, str]:
+        """Unhealthy only when there is work (lag > 0) and nothing has moved for `stall_seconds`."""
+        now = time.monotonic() if now is None else now
+        behind = sum(self.lag.values())
+        stalled_for = now - self.last_progress
+        if behind > 0 and stalled_for > self.stall_seconds:
+            return False, f"stalled: {behind} records behind and no progress for {stalled_for:.0f} s"
+        return True, "ok"
+
+
+def status_document(model: Mapping[str, Any], progress: Progress, windows: Mapping[str, Any],
+                    statuses: Mapping[str, Any], owned_topics: set[str]) -> dict[str, Any]:
+    """Per-topic current window and latest closed window, model info, lag; counts only."""
+    topics: dict[str, Any] = {}
+    for topic in sorted(owned_topics):
+        state = windows.get(topic)
+        status = statuses.get(topic) or {}
+        topics[topic] = {
+            "watermark": iso_utc(state["watermark"]) if state and state["watermark"] is not None else None,
+            "current_window": win.current_window(state) if state else None,
+            "open_windows": win.open_windows(state) if state else [],
+            "latest_closed_window": status.get("latest"),
+            "long_window": win.long_view(status.get("recent") or []),
+            "closed_windows": status.get("recent") or [],
+        }
+    healthy, reason = progress.liveness()
+    return {
+        "model": dict(model),
+        "healthy": healthy,
+        "health": reason,
+        "records_processed": progress.records,
+        "seconds_since_progress": round(time.monotonic() - progress.last_progress, 3),
+        "lag": {str(p): n for p, n in sorted(progress.lag.items())},
+        "topics": topics,
+    }

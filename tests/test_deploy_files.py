@@ -1,0 +1,213 @@
+"""Container images and compose, checked statically: no Docker engine runs here, so nothing is built.
+
+What can be checked without building: the streamer image installs only the `serve` extra and no torch, the
+code it copies needs nothing else to run `sentiwatch stream`, it runs as a non-root user with a health check,
+and every file compose mounts exists where the services expect it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+
+from tests.conftest import REPO_ROOT
+
+DEPLOY = REPO_ROOT / "deploy"
+HEAVY = ("torch", "transformers", "optimum")
+
+
+@dataclasses.dataclass
+class Instruction:
+    stage: str
+    keyword: str
+    argument: str
+
+
+def parse_dockerfile(path: Path) -> list[Instruction]:
+    """Instructions with line continuations joined and comments dropped, each tagged with its build stage."""
+    logical, current = [], ""
+    for line in path.read_text().splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    instructions, stage = [], ""
+    for text in logical:
+        keyword, _, argument = text.strip().partition(" ")
+        if keyword.upper() == "FROM":
+            parts = argument.split()
+            stage = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else parts[0]
+        instructions.append(Instruction(stage, keyword.upper(), argument.strip()))
+    return instructions
+
+
+def _pip_installs(instructions: list[Instruction]) -> list[list[str]]:
+    """The arguments of every `pip install` in RUN instructions."""
+    installs = []
+    for run in (i for i in instructions if i.keyword == "RUN"):
+        for command in re.split(r"&&|;", run.argument):
+            words = shlex.split(command)
+            if "pip" in " ".join(words[:1]) and words[1:2] == ["install"]:
+                installs.append(words[2:])
+    return installs
+
+
+def test_streamer_image_installs_only_the_serve_extra() -> None:
+    instructions = parse_dockerfile(DEPLOY / "Dockerfile")
+    installs = _pip_installs(instructions)
+    assert installs == [[".[serve]"]], installs
+    copied = [i.argument.split()[0] for i in instructions if i.keyword == "COPY" and "--from" not in i.argument]
+    assert not any(c.startswith(("trainer", "exporter")) for c in copied), copied
+    serve = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["serve"]
+    assert not [r for r in serve if Requirement(r).name in HEAVY], serve
+
+
+def test_streamer_image_runs_unprivileged_with_a_health_check() -> None:
+    instructions = parse_dockerfile(DEPLOY / "Dockerfile")
+    assert instructions[0].argument.endswith("python:3.11-slim")
+    default_stage = instructions[-1].stage  # `docker build` without --target builds the last stage
+    runtime = [i for i in instructions if i.stage == "runtime"]
+    assert [i.argument for i in instructions if i.stage == default_stage][0] == "runtime AS streamer"
+    args = {a.split("=")[0]: a.split("=")[1] for a in (i.argument for i in runtime if i.keyword == "ARG")}
+    (user,) = [i.argument for i in runtime if i.keyword == "USER"]
+    uid = user.replace("${UID}", args["UID"]).split(":")[0]
+    assert uid.isdigit() and int(uid) != 0  # numeric, so Kubernetes' runAsNonRoot can verify it
+    env = " ".join(i.argument for i in runtime if i.keyword == "ENV")
+    assert "SENTIWATCH_WEB_HOST=0.0.0.0" in env and "HOME=/tmp" in env
+    assert "SENTIWATCH_BUNDLE=/models/bundle" in env
+    (health,) = [i.argument for i in runtime if i.keyword == "HEALTHCHECK"]
+    assert "/healthz" in health and "SENTIWATCH_WEB_PORT" in health
+    assert [json.loads(i.argument) for i in runtime if i.keyword == "ENTRYPOINT"] == [["sentiwatch"]]
+    assert [json.loads(i.argument) for i in runtime if i.keyword == "CMD"] == [["stream"]]
+    baked = [i for i in instructions if i.stage == "baked"]
+    assert baked[0].argument == "runtime AS baked"
+    assert any(i.keyword == "COPY" and i.argument.endswith("/models/bundle") for i in baked)
+
+
+def test_trainer_image_takes_cpu_torch_from_the_pytorch_index() -> None:
+    installs = _pip_installs(parse_dockerfile(DEPLOY / "Dockerfile.trainer"))
+    torch_install, project_install = installs
+    assert "https://download.pytorch.org/whl/cpu" in torch_install and "torch==2.13.0" in torch_install
+    assert project_install == [".[train,export]"]
+
+
+def test_bundle_image_puts_the_bundle_where_the_chart_copies_it_from() -> None:
+    instructions = parse_dockerfile(DEPLOY / "Dockerfile.bundle")
+    (copy,) = [i.argument.split() for i in instructions if i.keyword == "COPY"]
+    values = yaml.safe_load((REPO_ROOT / "helm" / "sentiwatch" / "values.yaml").read_text())
+    assert copy[-1] == values["bundle"]["image"]["path"]
+    assert [i for i in instructions if i.keyword == "USER"], "the bundle image must not default to root"
+
+
+def test_the_worker_needs_nothing_outside_the_image() -> None:
+    """`sentiwatch stream` loads only the standard library, the packages the image copies (sentiwatch/,
+    streamer/) and distributions the serve extra brings in, never torch, transformers or optimum."""
+    probe = (
+        "import json, sys; import sentiwatch.cli, streamer.worker; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                       cwd=REPO_ROOT, timeout=120).stdout)
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    image_distributions = _closure(project["dependencies"] + project["optional-dependencies"]["serve"])
+    import_names = {name for name, dists in importlib.metadata.packages_distributions().items()
+                    if any(_normal(d) in image_distributions for d in dists)}
+    allowed = set(sys.stdlib_module_names) | import_names | {"sentiwatch", "streamer", "__main__", "_distutils_hack"}
+    outside = sorted(m for m in loaded if m not in allowed and not m.startswith("_"))
+    assert outside == [], f"the worker imports modules the streamer image lacks: {outside}"
+    assert not set(HEAVY) & set(loaded)
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """Installed distributions these requirements pull in, transitively (extras of dependencies left out)."""
+    seen: set[str] = set()
+    pending = list(requirements)
+    while pending:
+        requirement = Requirement(pending.pop())
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        name = _normal(requirement.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            pending.extend(importlib.metadata.distribution(name).requires or [])
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return seen
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    lines = [line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines[0] == "*"  # an allow-list: .venv, runs/, .git never reach the build context
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    for dockerfile in ("Dockerfile", "Dockerfile.trainer", "Dockerfile.bundle"):
+        for instruction in parse_dockerfile(DEPLOY / dockerfile):
+            if instruction.keyword == "COPY" and "--from" not in instruction.argument:
+                for source in instruction.argument.split()[:-1]:
+                    if not source.startswith("--"):
+                        name = source.replace("${BUNDLE}", "bundle").rstrip("/")
+                        assert name in allowed, f"{dockerfile}: COPY {source} is excluded by .dockerignore"
+
+
+# --- compose -------------------------------------------------------------------------------------------------
+
+def _compose() -> dict:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def test_compose_has_the_whole_stack() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"kafka", "sentiwatch", "prometheus", "alertmanager", "grafana"}
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+    worker = services["sentiwatch"]
+    assert worker["environment"]["SENTIWATCH_BROKERS"] == "kafka:9092"
+    assert "PLAINTEXT://kafka:9092" in kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert worker["read_only"] is True and worker["tmpfs"] == ["/tmp"]
+    assert worker["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert any(v.endswith(":/models/bundle:ro") for v in worker["volumes"])
+
+
+def test_compose_mounts_files_that_exist() -> None:
+    for name, service in _compose()["services"].items():
+        if "build" in service:
+            context = (DEPLOY / service["build"]["context"]).resolve()
+            assert (context / service["build"]["dockerfile"]).is_file(), name
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name}: {source} does not exist"
+
+
+def test_compose_prometheus_finds_rules_worker_and_alertmanager() -> None:
+    services = _compose()["services"]
+    mounts = dict(reversed(v.split(":")[:2]) for v in services["prometheus"]["volumes"])
+    config = yaml.safe_load((DEPLOY / mounts["/etc/prometheus/prometheus.yml"]).read_text())
+    for pattern in config.get("rule_files", []):
+        path = pattern if pattern.startswith("/") else f"/etc/prometheus/{pattern}"
+        assert path in mounts, f"prometheus.yml reads {pattern}, which compose does not mount"
+    targets = {t for job in config["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]}
+    assert "sentiwatch:6066" in targets, targets
+    alertmanagers = {t for am in config["alerting"]["alertmanagers"] for sc in am["static_configs"]
+                     for t in sc["targets"]}
+    assert "alertmanager:9093" in alertmanagers, alertmanagers

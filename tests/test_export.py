@@ -1,0 +1,91 @@
+"""`sentiwatch export` on the tiny random model: real torch.onnx export, Optimum optimizer and quantizer,
+real ONNX Runtime parity checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from exporter.export import NO_GPU, ParityError, builtin_parity_set, export_bundle
+from exporter.graphs import detect_int8_isa
+from exporter.parity import ParityLimits
+from sentiwatch.cli import main
+from sentiwatch.errors import SentiwatchError
+from streamer.scorer import CUDA, load_scorer
+
+TEXTS = ["What a great day!", "the service was awful and slow", "", "Stocks fell 3% after the earnings call " * 20]
+
+
+def test_bundle_has_both_heads_dynamic_axes_and_passed_parity(tiny_bundle_dir: Path) -> None:
+    manifest = json.loads((tiny_bundle_dir / "manifest.json").read_text())
+    assert set(manifest["variants"]) == {"fp32", "int8"}
+    assert manifest["variants"]["int8"]["provider"] == "CPUExecutionProvider"
+    assert manifest["variants"]["int8"]["isa"] in ("avx512_vnni", "avx512", "avx2")
+    assert manifest["model_version"] == "tiny-test"
+    fp32, int8 = manifest["variants"]["fp32"]["parity"], manifest["variants"]["int8"]["parity"]
+    assert fp32["status"] == int8["status"] == "passed"
+    assert fp32["max_abs_diff"] <= 1e-4 and fp32["n"] == 64
+    assert min(int8["agreement"].values()) >= 0.95
+    listed = set(manifest["files"])
+    assert listed == {p.name for p in tiny_bundle_dir.iterdir()} - {"manifest.json"}
+    for variant in ("fp32", "int8"):
+        session = ort.InferenceSession(str(tiny_bundle_dir / f"model-{variant}.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        assert [o.name for o in session.get_outputs()] == ["sentiment_logits", "topic_logits"]
+        assert [o.shape[1] for o in session.get_outputs()] == [3, 5]
+        for node in session.get_inputs():
+            assert all(isinstance(dim, str) for dim in node.shape), node  # batch and sequence are symbolic
+
+
+def test_fp32_graph_matches_pytorch(tiny_model_dir: Path, tiny_bundle_dir: Path) -> None:
+    from trainer.model import load_model
+    from trainer.predict import TorchPredictor
+
+    model, tokenizer, _ = load_model(tiny_model_dir)
+    reference = TorchPredictor(model, tokenizer, max_length=128).predict(TEXTS)
+    onnx = load_scorer(tiny_bundle_dir, variant="fp32").predict(TEXTS)
+    assert np.abs(reference.sentiment_probs - onnx.sentiment_probs).max() <= 1e-4
+    assert np.abs(reference.topic_probs - onnx.topic_probs).max() <= 1e-4
+    assert reference.truncated.tolist() == onnx.truncated.tolist() == [False, False, False, True]
+
+
+def test_missed_parity_fails_the_export_and_leaves_no_bundle(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    impossible = ParityLimits(int8_min_agreement=1.01)
+    with pytest.raises(ParityError, match="int8 sentiment label agreement"):
+        export_bundle(tiny_model_dir, out, ["fp32", "int8"], "avx2", builtin_parity_set(limit=16), impossible)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_fp16_records_that_it_was_not_verified(tiny_model_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bundle"
+    assert main(["export", "--model", str(tiny_model_dir), "--out", str(out), "--precision", "fp16"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["variants"]) == {"fp32", "fp16"}
+    assert manifest["variants"]["fp16"]["provider"] == CUDA
+    if load_scorer(out, variant="fp16").provider != CUDA:
+        assert manifest["variants"]["fp16"]["parity"] == {"status": NO_GPU}
+        assert NO_GPU in capsys.readouterr().out
+
+
+def test_export_refuses_to_replace_a_folder_that_is_not_a_bundle(tiny_model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SentiwatchError, match="is not a bundle"):
+        export_bundle(tiny_model_dir, tmp_path, ["fp32"], "auto", builtin_parity_set(limit=4))
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ("fpu sse avx2 avx512f avx512bw avx512_vnni", "avx512_vnni"),
+    ("fpu sse avx2 avx512f avx512bw", "avx512"),
+    ("fpu sse avx2", "avx2"),
+])
+def test_int8_isa_comes_from_cpu_flags(tmp_path: Path, flags: str, expected: str) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert detect_int8_isa(cpuinfo) == expected

@@ -1,0 +1,85 @@
+"""The ONNX scorer and `sentiwatch score` on the tiny bundle (real ONNX Runtime, real tokenizers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exporter.score import score_file
+from sentiwatch.cli import main
+from sentiwatch.errors import BundleError
+from streamer.scorer import CPU, load_scorer
+
+
+def test_auto_picks_int8_on_cpu_and_reports_the_provider_that_came_up(tiny_bundle_dir: Path) -> None:
+    scorer = load_scorer(tiny_bundle_dir)
+    assert scorer.provider == scorer._session.get_providers()[0]
+    if scorer.provider == CPU:
+        assert (scorer.variant, scorer.precision) == ("int8", "int8")
+    assert scorer.version == "tiny-test"
+    with pytest.raises(BundleError, match="has no fp16 variant"):
+        load_scorer(tiny_bundle_dir, variant="fp16")
+
+
+def test_large_calls_sorted_by_length_keep_input_order(tiny_bundle_dir: Path) -> None:
+    scorer = load_scorer(tiny_bundle_dir, variant="fp32", intra_op_threads=1, batch_size=4)
+    texts = [("word " * (i * 7 % 23)) + f"text {i}" for i in range(11)]
+    together = scorer.predict(texts)
+    one_by_one = [scorer.predict([text]) for text in texts]
+    for i, single in enumerate(one_by_one):
+        np.testing.assert_allclose(together.sentiment_probs[i], single.sentiment_probs[0], atol=1e-5)
+        np.testing.assert_allclose(together.topic_probs[i], single.topic_probs[0], atol=1e-5)
+    np.testing.assert_allclose(together.sentiment_probs.sum(axis=1), 1.0, atol=1e-5)
+    assert scorer.predict([]).sentiment_probs.shape == (0, 3)
+
+
+def test_long_texts_are_truncated_and_flagged(tiny_bundle_dir: Path) -> None:
+    scorer = load_scorer(tiny_bundle_dir, variant="int8")
+    batch = scorer.encode(["short", "long " * 500])
+    assert batch.input_ids.shape == (2, 128)
+    assert batch.truncated.tolist() == [False, True]
+    assert batch.attention_mask[0].sum() == 3  # [CLS] short [SEP], the rest is padding
+
+
+def test_score_keeps_order_and_marks_bad_rows(tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_bytes(b"id,text\n"
+                       b"a,I love it\n"
+                       b"b,\n"
+                       b"c,\xff\xfe not utf-8\n"
+                       b",no id here\n"
+                       b"e," + b"very long " * 200 + b"\n"
+                       b"f,g,h\n"
+                       b"g,awful\n")
+    out = tmp_path / "out.jsonl"
+    summary = score_file(tiny_bundle_dir, source, out, batch_size=2)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    # Ids come from the id column, else the CSV line number (also for rows too broken to read an id from).
+    assert [r["id"] for r in records] == ["a", "b", "4", "5", "e", "7", "g"]
+    errors = {r["id"]: r["error"] for r in records if r["error"]}
+    assert set(errors) == {"b", "4", "7"}
+    assert "empty" in errors["b"] and "utf-8" in errors["4"] and "columns" in errors["7"]
+    for record in records:
+        if record["error"]:
+            assert record["sentiment"] is None and record["topic"] is None
+        else:
+            assert record["sentiment"]["label"] in record["sentiment"]["scores"]
+            assert abs(sum(record["topic"]["scores"].values()) - 1) < 1e-4
+    assert (summary.rows, summary.scored, summary.errors, summary.truncated) == (7, 4, 3, 1)
+
+
+def test_cli_score_jsonl_with_custom_columns(tiny_bundle_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"key": "x1", "body": "good"}\n{"key": "x2", "body": 42}\n')
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--bundle", str(tiny_bundle_dir), "--input", str(source), "--output", str(out),
+                 "--text-column", "body", "--id-column", "key"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["x1", "x2"]
+    assert records[0]["error"] is None and "is int, not text" in records[1]["error"]
+    assert "2 rows, 1 scored, 1 with errors, 0 truncated" in capsys.readouterr().out
+    assert main(["score", "--bundle", str(tmp_path), "--input", str(source), "--output", str(out)]) == 1

