@@ -3,8 +3,9 @@
 Engines: PyTorch fp32 (with --model), ONNX fp32, ONNX int8 and, where CUDA really comes up, ONNX
 fp16. Each runs at every batch size over real texts of the built-in test split (the tweets, whose
 lengths are what the stream sees), once timing tokenization + padding + inference ("included")
-and once timing inference alone on pre-tokenized batches ("excluded"). A batch is timed as it
-arrives (no sorting inside it), so padding costs what it costs in the stream.
+and once timing padding + inference on pre-tokenized batches ("excluded"). Every engine scores a
+batch the same way the ONNX scorer does: sorted by length into passes of at most `pass_size`
+texts (recorded in each row), so the comparison is between engines, not batching strategies.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from sentiwatch.config import load_settings
 from sentiwatch.errors import SentiwatchError
 from streamer.bundle import load_bundle
-from streamer.scorer import CUDA, OnnxScorer, load_scorer
+from streamer.scorer import CPU, CUDA, DEFAULT_PASS_SIZE, OnnxScorer, load_scorer
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def run_inference(bundle: str, model_dir: str | None, texts: Sequence[str],
         rows += _bench_torch(model_dir, texts, batch_sizes, load_bundle(bundle).max_length)
     for variant in ("fp32", "int8", "fp16"):
         try:
-            scorer = load_scorer(bundle, variant, batch_size=max(batch_sizes))
+            scorer = load_scorer(bundle, variant)
         except SentiwatchError as exc:
             log.info("skipping onnx-%s: %s", variant, exc)
             continue
@@ -122,11 +123,11 @@ def _bench_onnx(scorer: OnnxScorer, texts: Sequence[str], batch_sizes: Sequence[
     rows = []
     for size in batch_sizes:
         batches = _batches(texts, size)
-        encoded = [scorer.encode(batch) for batch in batches]
+        tokenized = [scorer.tokenize(batch) for batch in batches]
         for mode, stats in (("included", measure(batches, scorer.predict, size)),
-                            ("excluded", measure(encoded, scorer.run, size))):
+                            ("excluded", measure(tokenized, scorer.predict_encoded, size))):
             rows.append({"engine": f"onnx-{scorer.variant}", "provider": scorer.provider, "batch_size": size,
-                         "tokenization": mode, **stats})
+                         "tokenization": mode, **stats, "pass_size": min(size, scorer.max_pass_size)})
             log.info("%s", rows[-1])
     return rows
 
@@ -139,25 +140,29 @@ def _bench_torch(model_dir: str, texts: Sequence[str], batch_sizes: Sequence[int
     from trainer.predict import TorchPredictor, pad_batch
 
     model, tokenizer, _ = load_model(model_dir)
+    pass_size = DEFAULT_PASS_SIZE[CPU]
+    predictor = TorchPredictor(model, tokenizer, max_length=max_length, batch_size=pass_size)
+
+    def predict_encoded(encoded: dict[str, list[list[int]]]) -> None:
+        """TorchPredictor.predict without its tokenizer call: length-sorted passes, padding, forward, softmax."""
+        n = len(encoded["input_ids"])
+        order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
+        with torch.inference_mode():
+            for start in range(0, n, pass_size):
+                rows = order[start:start + pass_size]
+                batch = pad_batch([{key: values[i] for key, values in encoded.items()} for i in rows],
+                                  tokenizer.pad_token_id or 0)
+                sentiment, topic = model(**batch)
+                _ = torch.softmax(sentiment, dim=-1).numpy(), torch.softmax(topic, dim=-1).numpy()
+
     rows = []
     for size in batch_sizes:
-        predictor = TorchPredictor(model, tokenizer, max_length=max_length, batch_size=size)
         batches = _batches(texts, size)
-        encoded = []
-        for batch in batches:
-            ids, _ = predictor.encode(batch)
-            encoded.append(pad_batch([{key: values[i] for key, values in ids.items()} for i in range(len(batch))],
-                                     tokenizer.pad_token_id or 0))
-
-        def forward(inputs: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-            with torch.inference_mode():
-                sentiment, topic = model(**inputs)
-                return torch.softmax(sentiment, dim=-1).numpy(), torch.softmax(topic, dim=-1).numpy()
-
+        encoded = [predictor.encode(batch)[0] for batch in batches]
         for mode, stats in (("included", measure(batches, predictor.predict, size)),
-                            ("excluded", measure(encoded, forward, size))):
+                            ("excluded", measure(encoded, predict_encoded, size))):
             rows.append({"engine": "torch-fp32", "provider": "cpu", "batch_size": size, "tokenization": mode,
-                         **stats})
+                         **stats, "pass_size": min(size, pass_size), "threads": torch.get_num_threads()})
             log.info("%s", rows[-1])
     return rows
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from exporter.export import builtin_parity_set, expand_precisions, export_bundle
+from exporter.export import expand_precisions, export_bundle
 from exporter.score import score_file
 
 
 def export_command(args: argparse.Namespace) -> int:
-    manifest = export_bundle(args.model, args.out, expand_precisions(args.precision), args.int8_isa,
-                             builtin_parity_set())
+    manifest = export_bundle(args.model, args.out, expand_precisions(args.precision), args.int8_isa)
     print(f"bundle {args.out}: model version {manifest['model_version']}, max_length {manifest['max_length']}")
     for name, variant in manifest["variants"].items():
         check = variant["parity"]

@@ -19,7 +19,7 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from exporter import graphs, manifest, parity
-from sentiwatch.errors import SentiwatchError
+from sentiwatch.errors import DataError, SentiwatchError
 from streamer.bundle import MANIFEST, OUTPUT_NAMES, TOKENIZER
 from streamer.scorer import CPU, CUDA, load_scorer
 from trainer.model import load_model
@@ -51,14 +51,15 @@ def expand_precisions(precision: str) -> list[str]:
     return ["fp32", "int8", "fp16"] if precision == "all" else sorted({"fp32", precision})
 
 
-def export_bundle(model_dir: str | Path, out_dir: str | Path, precisions: Sequence[str], int8_isa: str,
-                  parity_set: ParitySet, limits: parity.ParityLimits | None = None) -> dict[str, Any]:
+def export_bundle(model_dir: str | Path, out_dir: str | Path, precisions: Sequence[str], int8_isa: str = "auto",
+                  parity_set: ParitySet | None = None, limits: parity.ParityLimits | None = None) -> dict[str, Any]:
     """Export, verify and write the bundle; return its manifest. fp32 is always built: it is the reference
-    the others are made from."""
+    the others are made from. Parity texts default to the validation split of the model's training data."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     limits = limits or parity.ParityLimits()
     _check_target(out_dir)
     model, tokenizer, meta = load_model(model_dir)
+    parity_set = parity_set or validation_parity_set(meta.get("data_specs"))
     encoder_config = model.encoder.config
     max_length = min(int(meta.get("max_length") or DEFAULT_MAX_LENGTH), encoder_config.max_position_embeddings)
     isa = graphs.detect_int8_isa() if int8_isa == "auto" else int8_isa
@@ -132,16 +133,25 @@ def _write_tokenizer(hf_tokenizer: Any, path: Path, max_length: int) -> None:
     tokenizer.save(str(path))
 
 
-def builtin_parity_set(limit: int = PARITY_TEXTS) -> ParitySet:
-    """Texts from the built-in validation split (never trained on): every topic-labelled one up to half
-    the budget, so the topic macro-F1 rests on more than a handful of texts, the rest tweets spread evenly."""
+def validation_parity_set(data_specs: Sequence[str] | None = None, limit: int = PARITY_TEXTS) -> ParitySet:
+    """Texts from the validation split (never trained on) of the model's training data, else the built-in
+    data: every topic-labelled text up to half the budget, so the topic macro-F1 rests on more than a
+    handful of texts, the rest spread evenly over the others."""
     from trainer.data import load_examples, split_examples
 
-    examples = split_examples(load_examples(["builtin"])[0])["validation"]
+    specs = list(data_specs or ["builtin"])
+    try:
+        examples = split_examples(load_examples(specs)[0])["validation"]
+    except DataError as exc:
+        log.warning("parity texts: cannot read the model's training data (%s); using the built-in data", exc)
+        specs = ["builtin"]
+        examples = split_examples(load_examples(specs)[0])["validation"]
     topical = [e for e in examples if e.topic is not None][:limit // 2]
     others = [e for e in examples if e.topic is None]
     step = max(1, len(others) // max(1, limit - len(topical)))
     chosen = topical + others[::step][:limit - len(topical)]
+    if not chosen:
+        raise DataError(f"no validation texts in {', '.join(specs)} to check parity on")
     return ParitySet(texts=[e.text for e in chosen],
                      gold={"sentiment": [e.sentiment for e in chosen], "topic": [e.topic for e in chosen]},
-                     source="built-in validation split")
+                     source=f"validation split of {', '.join(specs)}")

@@ -39,6 +39,7 @@ def write_manifest(out_dir: Path, *, model_dir: Path, meta: dict[str, Any], base
         "format_version": FORMAT_VERSION,
         "model_version": model_version(model_dir, meta),
         "base_model": str(meta.get("base_model") or base_model),
+        "data_fingerprints": meta.get("data_fingerprints"),
         "training": {key: value for key, value in meta.items() if key not in _LABEL_KEYS},
         "training_metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -19,8 +19,6 @@ from sentiwatch.predictor import Prediction
 from sentiwatch.textio import Row, read_rows, write_jsonl
 from streamer.scorer import OnnxScorer, load_scorer
 
-# Rows per scorer call: large enough for length sorting to pay off, small enough to stream.
-CHUNK_BATCHES = 16
 DECIMALS = 6
 
 
@@ -35,15 +33,17 @@ class ScoreSummary:
 
 def score_file(bundle_dir: str | Path, input_path: str | Path, output_path: str | Path, text_column: str = "text",
                id_column: str = "id", batch_size: int = 64, variant: str = "auto") -> ScoreSummary:
-    """Score every row of input_path into output_path (JSON lines in input order); return the counts."""
+    """Score every row of input_path into output_path (JSON lines in input order); return the counts.
+
+    `batch_size` texts go to the scorer per call, which sorts them by length into its own passes."""
     if batch_size <= 0:
         raise ValueError(f"--batch-size must be > 0, got {batch_size}")
     rows = list(read_rows(input_path))
-    scorer = load_scorer(bundle_dir, variant=variant, batch_size=batch_size)
+    scorer = load_scorer(bundle_dir, variant=variant)
     summary = ScoreSummary(rows=len(rows))
     started = time.perf_counter()
     with tqdm(total=len(rows), unit="rows", desc="scoring", disable=None) as progress:
-        records = _records(scorer, rows, text_column, id_column, batch_size * CHUNK_BATCHES, summary, progress)
+        records = _records(scorer, rows, text_column, id_column, batch_size, summary, progress)
         write_jsonl(output_path, records)
     summary.seconds = time.perf_counter() - started
     return summary

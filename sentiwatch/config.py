@@ -52,6 +52,8 @@ class Settings:
     # Faust's default session timeout (60 s) makes every group join wait 30 s.
     kafka_session_timeout_seconds: float = 6.0
     kafka_heartbeat_seconds: float = 1.0
+    # How long a starting worker or replay keeps trying to reach the brokers before giving up.
+    kafka_connect_timeout_seconds: float = 30.0
 
     # Model
     bundle: str = ""

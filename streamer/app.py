@@ -108,8 +108,8 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     @app.agent(scored, name="windows")
     async def window_agent(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
-            batch = [ScoredMessage(_key(e.message.key), e.message.value, e.message.timestamp, _source(e.message.headers))
-                     for e in events]
+            batch = [ScoredMessage(_key(e.message.key), e.message.value, e.message.timestamp,
+                                   _source(e.message.headers)) for e in events]
             window_stage.process(batch)
 
     @app.timer(interval=float(min(settings.window_seconds, 10)))
@@ -151,8 +151,8 @@ async def _score_batch(app: faust.App, settings: Settings, worker: Worker, batch
     # Inference runs off the event loop so fetching, heartbeats and sends go on meanwhile.
     outcome = await loop.run_in_executor(worker.executor, batch_scorer.score, messages)
     producer = app.producer
-    for out, source in zip(outcome.scored, outcome.scored_sources, strict=True):
-        headers = [(SOURCE_HEADER, source)]
+    for out in outcome.scored:
+        headers = [(SOURCE_HEADER, out.source.encode("utf-8"))]
         await producer.send(settings.scored_topic, out.key.encode("utf-8"), out.value, None, out.timestamp, headers)
     for dead in outcome.dead:
         await producer.send(settings.dlq_topic, None, dead.value, None, None, None)

@@ -211,14 +211,19 @@ def plot_backtest(path: Path, series: Series, detections: list[Detection], confi
     counts = axes[0]
     counts.plot(times, [p.negative for p in points], lw=0.8, color="tab:blue",
                 label="value" if series.counts_only else "negative texts")
-    counts.plot(times, [d.expected_negative for d in found], lw=1.0, color="tab:green", label="baseline (expected)")
-    counts.fill_between(times, [d.expected_negative for d in found], [d.negative_upper for d in found],
-                        color="tab:green", alpha=0.15, step=None, label="normal band (volume test opens above)")
+    # No baseline exists before warm-up ends: leave it out rather than draw a meaningless ramp.
+    learnt = slice(min(config.warmup_windows, len(points)), None)
+    counts.plot(times[learnt], [d.expected_negative for d in found[learnt]], lw=1.0, color="tab:green",
+                label="baseline (expected)")
+    counts.fill_between(times[learnt], [d.expected_negative for d in found[learnt]],
+                        [d.negative_upper for d in found[learnt]], color="tab:green", alpha=0.15,
+                        label="normal band (above it one interval alone opens an alert)")
     counts.set_ylabel("count per interval")
     if not series.counts_only:
         share = axes[1]
         share.plot(times, [d.negative_ratio for d in found], lw=0.8, color="tab:purple", label="negative share")
-        share.plot(times, [d.baseline_ratio for d in found], lw=1.0, color="tab:green", label="baseline share")
+        share.plot(times[learnt], [d.baseline_ratio for d in found[learnt]], lw=1.0, color="tab:green",
+                   label="baseline share")
         share.set_ylabel("share")
         share.legend(loc="upper left", fontsize=8)
     score = axes[-1]

@@ -9,17 +9,21 @@ baseline learned from the topic's own history:
 * the negative *volume*: is k unusually large given the expected negative count λ? (a Poisson
   test widened the same way; λ optionally follows a learned daily cycle).
 
-Each test gives z (how surprising) and lift (how large: observed / expected). A window scores
-Φ(z − z_center) gated by the lift reaching `min_lift`, so a tiny but "significant" wobble on a
-busy topic never fires; the window's score is the larger of the two. Windows with fewer than
-`min_volume` texts score 0 (the pooled evidence of the last few windows counts once it holds that many
-texts, so an alert on a quiet topic neither flaps nor outlives its surge); an alert opens only on a window
-of at least `min_volume` texts. An alert opens at `open_score`, resolves after `resolve_windows`
-windows below `resolve_score` (hysteresis), and after it a `cooldown_windows` pause keeps one
-surge from opening twice. The baseline learns from every window, but an observation is clipped
-to `clip_z` standard deviations first and learning slows by `alert_learning_factor` while an
-alert is active: slow drifts move the baseline, a surge barely does, and a permanent level shift
-is eventually accepted instead of alerting forever.
+Each test gives z (how surprising: the signed root of the deviance, widened by the learned extra
+variance) and lift (how large: observed / expected). A test scores Φ(z − z_center) scaled down
+while the lift is under `min_lift`, so a tiny but "significant" wobble on a busy topic never
+fires. Both tests run on the window alone and on the pooled last `evidence_windows` windows (a
+moderate surge on a quiet topic is proven within a few windows); the window's score is the
+highest. Evidence from fewer than `min_volume` texts counts for nothing, and an alert only opens
+on a window of at least `min_volume` texts.
+
+An alert opens at `open_score`, is re-announced ("update") when its lift grows by
+`update_growth` or it turns critical (lift >= `critical_lift`), resolves after `resolve_windows`
+windows below `resolve_score` (hysteresis), and a `cooldown_windows` pause after it keeps one
+surge from opening twice. The baseline learns from every window, but an observation is clipped to
+`clip_z` standard deviations first and learning slows by `alert_learning_factor` while an alert
+is active: slow drifts move the baseline, a surge barely does, and a permanent level shift is
+eventually accepted instead of alerting forever.
 
 With `total == negative` (a plain count series in `sentiwatch backtest`) the share is always 1,
 its test is silent, and the detector works on volume alone.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import ssl
 from pathlib import Path
 from typing import Any
@@ -100,18 +101,29 @@ def faust_broker_url(settings: Settings) -> str:
     return ";".join(f"kafka://{host.strip()}" for host in settings.brokers.split(","))
 
 
-async def ensure_topics(settings: Settings, names: list[str], timeout: float = 30.0) -> None:
+async def ensure_topics(settings: Settings, names: list[str]) -> None:
     """Create the topics that do not exist yet (settings.topic_partitions each); existing ones are left alone.
 
     Done before anything subscribes: a consumer that subscribes to a missing topic only notices it at
     the next metadata refresh (minutes), and records keyed by topic need a fixed partition count.
-    Raises SentiwatchError naming the brokers when they cannot be reached within `timeout`.
+    Raises SentiwatchError naming the brokers when they cannot be reached within kafka_connect_timeout_seconds.
     """
+    options = aiokafka_options(settings)
+    # aiokafka logs every refused connection at ERROR; while retrying, the one line at the end says it.
+    quiet = logging.getLogger("aiokafka")
+    previous_level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        await _create_missing(settings, names, options)
+    finally:
+        quiet.setLevel(previous_level)
+
+
+async def _create_missing(settings: Settings, names: list[str], options: dict[str, Any]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-    options = aiokafka_options(settings)
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + settings.kafka_connect_timeout_seconds
     while True:
         admin = AIOKafkaAdminClient(**options, request_timeout_ms=5000)
         try:

@@ -52,6 +52,7 @@ class ScoredOutput:
     value: bytes
     timestamp: float  # the input's Kafka timestamp, so the window stage sees the same event time
     sentiment: str
+    source: str  # the input partition: the window stage keeps a watermark per source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +95,7 @@ class BatchScorer:
             if row in failed:
                 dead.append(self._dead(message, Rejected(SCORING_FAILED, failed[row]), now))
                 continue
-            scored.append(self._scored(record, prediction, row, message.timestamp, scored_at))
+            scored.append(self._scored(record, prediction, row, message, scored_at))
         return BatchOutcome(scored, dead, inference_seconds)
 
     def _predict(self, texts: list[str]) -> tuple[Prediction, dict[int, str]]:
@@ -117,7 +118,7 @@ class BatchScorer:
             sentiment[row], topic[row], truncated[row] = one.sentiment_probs[0], one.topic_probs[0], one.truncated[0]
         return Prediction(sentiment, topic, truncated), failed
 
-    def _scored(self, record: TextRecord, prediction: Prediction, row: int, kafka_timestamp: float,
+    def _scored(self, record: TextRecord, prediction: Prediction, row: int, message: RawMessage,
                 scored_at: str) -> ScoredOutput:
         probs = prediction.sentiment_probs[row]
         labels = self._scorer.sentiment_labels
@@ -137,7 +138,7 @@ class BatchScorer:
         if bool(prediction.truncated[row]):
             value["truncated"] = True
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        return ScoredOutput(self._cap.label(topic), encoded, kafka_timestamp, sentiment)
+        return ScoredOutput(self._cap.label(topic), encoded, message.timestamp, sentiment, str(message.partition))
 
     def _dead(self, message: RawMessage, rejected: Rejected, now: float | None) -> DeadOutput:
         record = dead_letter(message.value, rejected, message.kafka_topic, message.partition, message.offset,

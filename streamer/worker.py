@@ -35,7 +35,7 @@ def run_stream(settings: Settings) -> int:
 
     from streamer.scorer import load_scorer
 
-    scorer = load_scorer(settings.bundle, settings.variant, settings.intra_op_threads, batch_size=settings.batch_max)
+    scorer = load_scorer(settings.bundle, settings.variant, settings.intra_op_threads)
     model_info = {"version": scorer.version, "provider": scorer.provider, "precision": scorer.precision}
 
     loop = asyncio.new_event_loop()

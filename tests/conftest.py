@@ -71,10 +71,10 @@ def tiny_bundle_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
     """`tiny_model_dir` exported to an ONNX bundle (fp32 + int8) through the real exporter. Treat it as
     read-only (copy it with `copy_dir` to tamper). Random weights give near-uniform probabilities, so
     int8 must agree on 95% of labels here instead of the 99% required of trained models."""
-    from exporter.export import builtin_parity_set, export_bundle
+    from exporter.export import export_bundle, validation_parity_set
     from exporter.parity import ParityLimits
 
     out = tmp_path_factory.mktemp("tiny-bundle") / "bundle"
-    export_bundle(tiny_model_dir, out, ["fp32", "int8"], "auto", builtin_parity_set(limit=64),
+    export_bundle(tiny_model_dir, out, ["fp32", "int8"], "auto", validation_parity_set(limit=64),
                   ParityLimits(int8_min_agreement=0.95, int8_max_f1_drop=0.05))
     return out

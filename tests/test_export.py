@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from exporter.export import NO_GPU, ParityError, builtin_parity_set, export_bundle
+from exporter.export import NO_GPU, ParityError, export_bundle, validation_parity_set
 from exporter.graphs import detect_int8_isa
 from exporter.parity import ParityLimits
 from sentiwatch.cli import main
@@ -57,7 +57,7 @@ def test_missed_parity_fails_the_export_and_leaves_no_bundle(tiny_model_dir: Pat
     out = tmp_path / "bundle"
     impossible = ParityLimits(int8_min_agreement=1.01)
     with pytest.raises(ParityError, match="int8 sentiment label agreement"):
-        export_bundle(tiny_model_dir, out, ["fp32", "int8"], "avx2", builtin_parity_set(limit=16), impossible)
+        export_bundle(tiny_model_dir, out, ["fp32", "int8"], "avx2", validation_parity_set(limit=16), impossible)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -76,7 +76,7 @@ def test_cli_export_fp16_records_that_it_was_not_verified(tiny_model_dir: Path, 
 def test_export_refuses_to_replace_a_folder_that_is_not_a_bundle(tiny_model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(SentiwatchError, match="is not a bundle"):
-        export_bundle(tiny_model_dir, tmp_path, ["fp32"], "auto", builtin_parity_set(limit=4))
+        export_bundle(tiny_model_dir, tmp_path, ["fp32"], "auto", validation_parity_set(limit=4))
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 

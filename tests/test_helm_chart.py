@@ -183,6 +183,22 @@ def test_kafka_credentials_come_from_existing_secrets(production: Rendered) -> N
     assert production.kind("Secret") == []  # the chart never holds credentials itself
 
 
+def test_mutual_tls_mounts_client_certificate_and_key() -> None:
+    tls = {"existingSecret": "kafka-user-tls", "caKey": "ca.crt", "certKey": "user.crt", "keyKey": "user.key"}
+    pod = _pod(render({"kafka": {"securityProtocol": "SSL", "tls": tls}}))
+    env = _env(pod["containers"][0])
+    assert "SENTIWATCH_KAFKA_SASL_USERNAME" not in env
+    (volume,) = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "kafka-user-tls"]
+    paths = {item["key"]: item["path"] for item in volume["secret"]["items"]}
+    assert paths == {"ca.crt": "ca.crt", "user.crt": "tls.crt", "user.key": "tls.key"}
+    assert env["SENTIWATCH_KAFKA_SSL_CERTFILE"].endswith("/tls.crt")
+    assert env["SENTIWATCH_KAFKA_SSL_KEYFILE"].endswith("/tls.key")
+    # SSL with no CA Secret: the system trust store, nothing mounted.
+    system_trust = _pod(render({"kafka": {"securityProtocol": "SSL"}}))
+    assert "SENTIWATCH_KAFKA_SSL_CAFILE" not in _env(system_trust["containers"][0])
+    assert not [v for v in system_trust["volumes"] if "secret" in v]
+
+
 def test_bundle_sources() -> None:
     image_pod = _pod(render())
     (init,) = image_pod["initContainers"]
@@ -337,6 +353,8 @@ def test_lint_fails_on_a_values_file_the_schema_rejects(tmp_path: Path) -> None:
     ({"kafka": {"securityProtocol": "SASL_SSL"}}, "kafka.sasl.existingSecret"),
     ({"bundle": {"source": "pvc"}}, "bundle.pvc.claimName"),
     ({"autoscaling": {"keda": {"enabled": True}, "hpa": {"enabled": True}}}, "not both"),
+    ({"kafka": {"securityProtocol": "SSL", "tls": {"existingSecret": "kafka-ca", "certKey": "user.crt"}}},
+     "kafka.tls.keyKey"),
 ])
 def test_inconsistent_values_fail_with_the_key_named(bad_values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.errors.HelmRenderError, match=message):
@@ -353,4 +371,8 @@ def test_config_schema_lists_every_setting_the_chart_does_not_manage() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
     assert schema["additionalProperties"] is False
     actual = {name: prop["type"] for name, prop in schema["properties"].items()}
-    assert actual == expected, "update helm/sentiwatch/values.schema.json (config) to match the settings"
+    missing = {name: {"type": kind} for name, kind in expected.items() if actual.get(name) != kind}
+    stale = sorted(actual.keys() - expected.keys())
+    assert not missing and not stale, (
+        f"helm/sentiwatch/values.schema.json, properties.config.properties: add or fix {json.dumps(missing)}; "
+        f"remove {stale}")

@@ -25,7 +25,7 @@ def test_auto_picks_int8_on_cpu_and_reports_the_provider_that_came_up(tiny_bundl
 
 
 def test_large_calls_sorted_by_length_keep_input_order(tiny_bundle_dir: Path) -> None:
-    scorer = load_scorer(tiny_bundle_dir, variant="fp32", intra_op_threads=1, batch_size=4)
+    scorer = load_scorer(tiny_bundle_dir, variant="fp32", intra_op_threads=1, max_pass_size=4)
     texts = [("word " * (i * 7 % 23)) + f"text {i}" for i in range(11)]
     together = scorer.predict(texts)
     one_by_one = [scorer.predict([text]) for text in texts]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections import Counter
@@ -82,7 +83,6 @@ def test_worker_scores_windows_dead_letters_and_reports(brokers, tiny_bundle_dir
         reasons = Counter(json.loads(r.value)["reason"] for r in dead)
         assert reasons == {reason: len(values) for reason, values in BAD.items()}
         raws = {json.loads(r.value)["raw"] for r in dead}
-        import base64
         assert {base64.b64encode(v).decode() for _, v in bad} == raws
 
         by_id = {v["id"]: (v, r) for v, r in zip(values, scored, strict=True)}
@@ -113,6 +113,9 @@ def test_worker_scores_windows_dead_letters_and_reports(brokers, tiny_bundle_dir
         assert windows == recount
         assert "old news" not in json.dumps(status) and "flood text" not in json.dumps(status)
 
+        deadline = time.monotonic() + 15  # the window stage may still be on the last batch
+        while worker.metrics()[("sentiwatch_late_records_total", ())] < len(late) and time.monotonic() < deadline:
+            time.sleep(0.3)
         metrics = worker.metrics()
         sentiments = Counter((r.key.decode(), json.loads(r.value)["sentiment"]["label"]) for r in scored)
         for (topic, sentiment), count in sentiments.items():
@@ -126,13 +129,85 @@ def test_worker_scores_windows_dead_letters_and_reports(brokers, tiny_bundle_dir
         assert metrics[("sentiwatch_end_to_end_seconds_count", ())] == len(scored)
         assert metrics[("sentiwatch_batch_size_sum", ())] == len(mixed) + len(late)
         assert metrics[("sentiwatch_inference_seconds_count", ())] == metrics[("sentiwatch_batch_size_count", ())]
-        assert any(k[0] == "sentiwatch_consumer_lag" for k in metrics)
         assert any(k[0] == "sentiwatch_negative_ratio" for k in metrics)
-        text = worker.metrics.__self__ and str(metrics)
-        assert "news number" not in text
+        assert "news number" not in str(metrics) and "disappointed" not in str(metrics)
+        deadline = time.monotonic() + 15  # lag is measured every few seconds
+        while not any(k[0] == "sentiwatch_consumer_lag" for k in metrics) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            metrics = worker.metrics()
+        lags = {dict(k[1])["partition"]: v for k, v in metrics.items() if k[0] == "sentiwatch_consumer_lag"}
+        assert set(lags) == {"0", "1", "2", "3"} and set(lags.values()) == {0}
+        assert worker.status()["healthy"] is True
 
         code, seconds = worker.terminate()
         assert code == 0, worker.log_tail()
         assert seconds < 10
+    finally:
+        worker.kill()
+
+
+def test_two_workers_share_the_partitions(brokers, tiny_bundle_dir, tmp_path):
+    env = {"SENTIWATCH_INPUT_TOPIC": "scale.texts", "SENTIWATCH_SCORED_TOPIC": "scale.scored",
+           "SENTIWATCH_DLQ_TOPIC": "scale.dlq", "SENTIWATCH_ALERTS_TOPIC": "scale.alerts",
+           "SENTIWATCH_CONSUMER_GROUP": "scale", "SENTIWATCH_BATCH_WITHIN_SECONDS": "0.05"}
+    first = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "first.log", env)
+    second = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "second.log", env)
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        topics = [f"t{i}" for i in range(16)]
+        good = [(topics[i % 16].encode(), json.dumps({"id": f"s{i}", "text": f"text {i}", "topic": topics[i % 16]})
+                 .encode()) for i in range(2000)]
+        deadline = time.monotonic() + 60
+        # Both must own input partitions before the load arrives, or one would do all the work.
+        while time.monotonic() < deadline and not (first.status()["lag"] and second.status()["lag"]):
+            time.sleep(0.5)
+        produce(brokers, "scale.texts", good)
+        scored = consume(brokers, "scale.scored", len(good), timeout=90)
+        assert {json.loads(r.value)["id"] for r in scored} == {json.loads(v)["id"] for _, v in good}
+
+        def scored_by(worker: WorkerProcess) -> float:
+            return sum(v for k, v in worker.metrics().items() if k[0] == "sentiwatch_messages_total")
+
+        counts = [scored_by(first), scored_by(second)]
+        assert all(count > 0 for count in counts) and sum(counts) >= len(good)
+        partitions = [set(first.status()["lag"]), set(second.status()["lag"])]
+        assert not partitions[0] & partitions[1] and partitions[0] | partitions[1] == {"0", "1", "2", "3"}
+        # Each topic's windows are kept by exactly one worker.
+        owned = [set(first.status()["topics"]), set(second.status()["topics"])]
+        assert not owned[0] & owned[1] and owned[0] | owned[1] == set(topics)
+
+        for worker in (first, second):
+            code, seconds = worker.terminate()
+            assert code == 0 and seconds < 10, worker.log_tail()
+    finally:
+        first.kill()
+        second.kill()
+
+
+def test_sigterm_under_load_finishes_and_commits(brokers, tiny_bundle_dir, tmp_path):
+    env = {"SENTIWATCH_INPUT_TOPIC": "stop.texts", "SENTIWATCH_SCORED_TOPIC": "stop.scored",
+           "SENTIWATCH_DLQ_TOPIC": "stop.dlq", "SENTIWATCH_ALERTS_TOPIC": "stop.alerts",
+           "SENTIWATCH_CONSUMER_GROUP": "stop", "SENTIWATCH_BATCH_MAX": "64"}
+    good = [(None, json.dumps({"id": f"g{i}", "text": f"some text to score {i}"}).encode()) for i in range(12000)]
+    produce(brokers, "stop.texts", good)
+    worker = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "stop1.log", env)
+    try:
+        worker.wait_ready()
+        deadline = time.monotonic() + 60
+        while worker.status()["records_processed"] < 1000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        code, seconds = worker.terminate()
+        assert code == 0 and seconds < 10, worker.log_tail()
+        before = consume(brokers, "stop.scored", len(good), timeout=3)
+        assert 1000 <= len(before) < len(good), "stopped too late to test anything"
+
+        worker = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "stop2.log", env)
+        worker.wait_ready()
+        scored = consume(brokers, "stop.scored", len(good), timeout=90)
+        ids = Counter(json.loads(r.value)["id"] for r in scored)
+        assert set(ids) == {json.loads(v)["id"] for _, v in good}
+        # Committed on the way out: a restart rescores at most the batch that was in hand.
+        assert sum(ids.values()) - len(ids) <= 64
     finally:
         worker.kill()

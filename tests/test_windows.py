@@ -41,7 +41,8 @@ def test_aggregate_makes_one_partial_per_topic_window():
 def test_merge_counts_records_of_closed_windows_as_late():
     state = win.new_topic_state()
     assert win.merge(state, win.aggregate([item(), item()], SIZE, 0).values(), 0) == 0
-    closed = win.close_ready(state, watermark=T0 + 200, size=SIZE, lateness=120)
+    state["watermark"] = T0 + 200
+    closed = win.close_ready(state, size=SIZE, lateness=120)
     assert [w["total"] for w in closed] == [2]
     assert state["closed_until"] == W0 + SIZE
     late = win.merge(state, win.aggregate([item(t=T0 + 1)], SIZE, 0).values(), 0)
@@ -53,8 +54,10 @@ def test_close_waits_for_lateness_and_fills_silent_windows():
     state = win.new_topic_state()
     win.merge(state, win.aggregate([item(), item(t=T0 + 4 * SIZE)], SIZE, 0).values(), 0)
     # window 1 ends at T0+40; with lateness 120 it may close once the watermark reaches T0+160.
-    assert win.close_ready(state, T0 + 159, SIZE, 120) == []
-    closed = win.close_ready(state, T0 + 4 * SIZE + 200, SIZE, 120)
+    state["watermark"] = T0 + 159
+    assert win.close_ready(state, SIZE, 120) == []
+    state["watermark"] = T0 + 4 * SIZE + 200
+    closed = win.close_ready(state, SIZE, 120)
     assert [w["total"] for w in closed] == [1, 0, 0, 0, 1]
     assert [w["start"] for w in closed] == [W0 + i * SIZE for i in range(5)]
 
@@ -125,6 +128,36 @@ def test_idle_stream_closes_windows_by_wall_clock():
     assert status == {}
     stage.close_idle(now=1000.0 + 2 * SIZE)
     assert [w["total"] for w in status["ACME"]["recent"]][:1] == [1]
+
+
+def test_watermark_follows_the_slowest_active_source():
+    state = win.new_topic_state()
+    win.advance_watermark(state, {"0": 500.0, "1": 100.0}, now=10.0, idle_seconds=60)
+    assert state["watermark"] == 100.0
+    win.advance_watermark(state, {"1": 300.0}, now=20.0, idle_seconds=60)
+    assert state["watermark"] == 300.0
+    # source 1 falls silent: after idle_seconds it no longer holds the watermark back
+    win.advance_watermark(state, {"0": 900.0}, now=85.0, idle_seconds=60)
+    assert state["watermark"] == 900.0
+    win.advance_watermark(state, {"1": 400.0}, now=86.0, idle_seconds=60)
+    assert state["watermark"] == 900.0  # never moves back
+    win.advance_idle(state, now=85.0 + 61, idle_seconds=60)  # it last moved at 85
+    assert state["watermark"] == 900.0 + 61
+
+
+def test_a_fast_source_does_not_make_a_slow_one_late():
+    metrics = WorkerMetrics()
+    windows = {}
+    stage = WindowStage(settings(), metrics, windows, {}, lambda *_: None)
+    fast = [ScoredMessage("ACME", scored_message("ACME", T0 + i * SIZE, False, f"f{i}").value, 0, "0")
+            for i in range(10)]
+    slow = [ScoredMessage("ACME", scored_message("ACME", T0 + i * SIZE, False, f"s{i}").value, 0, "1")
+            for i in range(10)]
+    stage.process(fast[:1] + slow[:1], now=1000.0)
+    stage.process(fast[1:], now=1001.0)
+    stage.process(slow[1:], now=1002.0)
+    samples = parse_metrics(metrics.render().decode())
+    assert samples[("sentiwatch_late_records_total", ())] == 0
 
 
 def test_late_records_are_counted_not_merged():

@@ -75,6 +75,8 @@ def run_training(out_dir: str | os.PathLike[str], base_dir: str | None, data_spe
         log.info("checkpoint written to %s (epoch %.2f)", out, epoch)
 
     result = train(model, tokenizer, train_examples, validation_examples, config, write_checkpoint)
+    if result.interrupted:  # Ctrl-C may have landed while a checkpoint was being written
+        write_checkpoint(model, result.best_validation, result.best_epoch)
 
     device = resolve_device(config.device)
     predictor = TorchPredictor(model, tokenizer, config.max_length, config.eval_batch_size, device)

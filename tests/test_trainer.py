@@ -1,0 +1,218 @@
+"""The trainer end to end on the tiny random BERT: the real CLI, real training, real files."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentiwatch.cli import main
+from sentiwatch.errors import SentiwatchError
+from trainer.data import load_examples, split_examples
+from trainer.metrics import head_metrics
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OUTPUT_FILES = ("config.json", "model.safetensors", "heads.safetensors", "tokenizer.json", "metrics.json",
+                "confusion_sentiment.png", "confusion_topic.png", "training_curves.png", "model_card.md",
+                "training.json")
+
+WORDS = {
+    "positive": ["love", "great", "wonderful", "happy", "excellent"],
+    "negative": ["hate", "awful", "terrible", "angry", "broken"],
+    "neutral": ["scheduled", "located", "listed", "printed", "measured"],
+    "sport": ["match", "goal", "team", "league", "coach"],
+    "tech": ["software", "chip", "computer", "network", "phone"],
+}
+
+
+def write_labelled_csv(path: Path, n: int, seed: int = 0) -> Path:
+    """Short texts whose label shows in their words; rows carry a sentiment or a topic label, never both."""
+    rng = random.Random(seed)
+    lines = ["id,text,sentiment,topic"]
+    for i in range(n):
+        label = rng.choice(list(WORDS))
+        words = rng.sample(WORDS[label], 3) + [f"item{i}"]
+        rng.shuffle(words)
+        sentiment, topic = (label, "") if label in ("positive", "negative", "neutral") else ("", label)
+        lines.append(f"r{i},{' '.join(words)},{sentiment},{topic}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def labelled_csv(tmp_path_factory) -> Path:
+    return write_labelled_csv(tmp_path_factory.mktemp("data") / "labelled.csv", 320)
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tiny_base_dir, labelled_csv, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "model"
+    status = main(["train", "--out", str(out), "--base", str(tiny_base_dir), "--data", str(labelled_csv),
+                   "--epochs", "2", "--seed", "3"])
+    assert status == 0
+    return out
+
+
+def assert_metrics_shape(metrics: dict, heads: set[str]) -> None:
+    assert set(metrics) == heads
+    for m in metrics.values():
+        assert set(m) == {"n", "accuracy", "macro_f1", "per_class"}
+        assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["macro_f1"] <= 1.0
+        assert sum(c["support"] for c in m["per_class"].values()) == m["n"]
+        for c in m["per_class"].values():
+            assert set(c) == {"precision", "recall", "f1", "support"}
+
+
+def test_train_writes_model_metrics_plots_and_card(trained_dir, labelled_csv):
+    for name in OUTPUT_FILES:
+        assert (trained_dir / name).stat().st_size > 0, name
+    for name in ("confusion_sentiment.png", "confusion_topic.png", "training_curves.png"):
+        assert (trained_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    examples, _ = load_examples([str(labelled_csv)])
+    test = split_examples(examples)["test"]
+    metrics = json.loads((trained_dir / "metrics.json").read_text())
+    assert_metrics_shape(metrics, {"sentiment", "topic"})
+    assert metrics["sentiment"]["n"] == sum(e.sentiment is not None for e in test)
+    assert metrics["topic"]["n"] == sum(e.topic is not None for e in test)
+
+    meta = json.loads((trained_dir / "config.json").read_text())["sentiwatch"]
+    assert meta["sentiment_labels"] == ["negative", "neutral", "positive"]
+    assert meta["topic_labels"] == ["sport", "tech"]
+    assert meta["max_length"] == 128
+    assert set(meta["data_fingerprints"]) == {"train", "validation", "test", "train_used"}
+    assert meta["version"] and meta["best_epoch"] > 0
+
+    card = (trained_dir / "model_card.md").read_text()
+    for phrase in ("Apache-2.0", "licence is not stated", "Copyright BBC", "English only", "macro-F1"):
+        assert phrase in card
+    training = json.loads((trained_dir / "training.json").read_text())
+    assert training["training"]["interrupted"] is False
+    assert training["history"]["validation"], "validation ran"
+
+
+def test_training_learns_the_synthetic_task(tiny_base_dir, labelled_csv, tmp_path):
+    """Words give the label away: the tiny random BERT must beat chance (1/3 and 1/2) clearly.
+
+    The defaults are tuned for MiniLM; a random 32-wide model needs a higher rate and trainable embeddings.
+    """
+    from trainer.run import run_training
+    from trainer.train import TrainConfig
+
+    config = TrainConfig(epochs=4, batch_size=16, learning_rate=3e-3, freeze_word_embeddings=False, seed=5)
+    metrics = run_training(tmp_path / "model", str(tiny_base_dir), [str(labelled_csv)], config)
+    assert metrics["sentiment"]["accuracy"] > 0.6
+    assert metrics["topic"]["accuracy"] > 0.8
+
+
+def test_evaluate_model_on_a_labelled_file(trained_dir, tmp_path, capsys):
+    data = write_labelled_csv(tmp_path / "eval.csv", 40, seed=9)
+    output = tmp_path / "out" / "metrics.json"
+    assert main(["evaluate", "--model", str(trained_dir), "--input", str(data), "--output", str(output)]) == 0
+    metrics = json.loads(output.read_text())
+    assert_metrics_shape(metrics, {"sentiment", "topic"})
+    assert metrics["sentiment"]["n"] + metrics["topic"]["n"] == 40
+    printed = capsys.readouterr().out
+    assert "eval.csv (40 texts)" in printed and f"macro-F1={metrics['sentiment']['macro_f1']:.4f}" in printed
+
+
+def test_evaluate_reports_a_bad_file_in_one_line(trained_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,sentiment\nfine,great\n")
+    assert main(["evaluate", "--model", str(trained_dir), "--input", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.csv" in err and "line 2: unknown sentiment 'great'" in err
+
+
+def test_predictor_probabilities_order_and_truncation(trained_dir):
+    from trainer.model import load_model
+    from trainer.predict import TorchPredictor
+
+    model, tokenizer, _ = load_model(trained_dir)
+    predictor = TorchPredictor(model, tokenizer, max_length=16, batch_size=2)
+    texts = ["great match", "word " * 40, "awful chip", "x"]
+    first = predictor.predict(texts)
+    second = predictor.predict(list(reversed(texts)))
+    assert first.truncated.tolist() == [False, True, False, False]
+    np.testing.assert_allclose(first.sentiment_probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(first.topic_probs, second.topic_probs[::-1], atol=1e-5)
+    assert predictor.predict([]).sentiment_probs.shape == (0, 3)
+
+
+def test_ctrl_c_keeps_the_best_checkpoint_and_writes_the_outputs(tiny_base_dir, labelled_csv, tmp_path):
+    out = tmp_path / "model"
+    # Training that never stops by itself (no early stopping, no time budget), in a real process.
+    script = ("import logging, sys; logging.basicConfig(level=logging.INFO)\n"
+              "from trainer.run import run_training\nfrom trainer.train import TrainConfig\n"
+              "run_training(sys.argv[1], sys.argv[2], [sys.argv[3]],"
+              " TrainConfig(epochs=100000, patience=10**9, time_budget_minutes=None))\n")
+    process = subprocess.Popen([sys.executable, "-c", script, str(out), str(tiny_base_dir), str(labelled_csv)],
+                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "heads.safetensors").exists():
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.2)
+        time.sleep(1.0)  # a few more epochs
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "interrupted: keeping the best checkpoint" in stderr
+    training = json.loads((out / "training.json").read_text())
+    assert training["training"]["interrupted"] is True
+    assert_metrics_shape(json.loads((out / "metrics.json").read_text()), {"sentiment", "topic"})
+    assert main(["evaluate", "--model", str(out), "--input", str(labelled_csv)]) == 0
+
+
+def test_limit_keeps_both_tasks():
+    from trainer.data import Example
+    from trainer.train import limit_examples
+
+    examples = [Example(f"t{i}", "neutral", None, "s") for i in range(1000)] + [
+        Example(f"n{i}", None, "tech", "s") for i in range(50)]
+    chosen = limit_examples(examples, 100, min_topic_share=0.1, seed=1)
+    assert len(chosen) == 100
+    assert sum(e.topic is not None for e in chosen) == 10
+    assert limit_examples(examples, 100, 0.1, seed=1) == chosen
+
+
+def test_head_metrics_match_hand_computed_values():
+    m = head_metrics(["a", "a", "b", "b"], ["a", "b", "b", "b"], ["a", "b", "c"])
+    assert m["accuracy"] == 0.75 and m["n"] == 4
+    assert m["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+    assert m["per_class"]["b"] == {"precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 2}
+    assert "c" not in m["per_class"]
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2, abs=1e-4)
+
+
+def test_train_rejects_a_non_positive_limit(capsys):
+    assert main(["train", "--out", "unused", "--limit", "0"]) == 1
+    assert "--limit must be a positive number" in capsys.readouterr().err
+
+
+def test_packaged_minilm_is_hash_checked(tmp_path, monkeypatch):
+    import trainer.model as model_module
+
+    packaged = model_module.default_base_dir()
+    tampered = tmp_path / "minilm"
+    shutil.copytree(packaged, tampered)
+    weights = tampered / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    monkeypatch.setattr(model_module, "default_base_dir", lambda: tampered)
+    with pytest.raises(SentiwatchError, match="sha256 .* is not the upstream all-MiniLM-L6-v2 file"):
+        model_module.load_base(None)
+    # The same folder given explicitly is the user's own choice and is not checked.
+    model_module.load_base(tampered)
