@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep-running", action="store_true", help="stay up after the alert resolved")
     demo.add_argument("--work-dir", metavar="DIR", help="where the demo model and bundle are cached")
     demo.add_argument("--model", metavar="DIR", help="use this trained model folder instead of training")
+    demo.add_argument("--bundle", metavar="DIR", help="use this model bundle instead of exporting one")
     demo.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                       help="give up when the surge's alert has not resolved by then")
     demo.add_argument("--until-stream-done", action="store_true",

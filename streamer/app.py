@@ -25,6 +25,7 @@ from typing import Any
 import faust
 
 from sentiwatch.config import Settings
+from streamer.faust_tuning import use_short_fetch_wait
 from streamer.kafka import faust_broker_url, faust_credentials
 from streamer.metrics import WorkerMetrics
 from streamer.score_stage import BatchScorer, RawMessage, Scorer
@@ -77,6 +78,7 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
         key_serializer="raw",
         value_serializer="raw",
     )
+    use_short_fetch_wait(app)
     metrics = WorkerMetrics()
     metrics.model_info.labels(**model_info).set(1)
     progress = Progress(settings.liveness_stall_seconds)

@@ -70,8 +70,11 @@ def demo_command(args: argparse.Namespace) -> int:
     work_dir = Path(args.work_dir or os.environ.get("SENTIWATCH_DEMO_DIR", ".cache/demo"))
     plan = DemoPlan()
     settings = demo_settings(args.config, plan)
-    model_dir = Path(args.model) if args.model else ensure_model(work_dir / "model")
-    bundle_dir = ensure_bundle(model_dir, work_dir / "bundle")
+    if args.bundle:
+        bundle_dir = Path(args.bundle)
+    else:
+        model_dir = Path(args.model) if args.model else ensure_model(work_dir / "model")
+        bundle_dir = ensure_bundle(model_dir, work_dir / "bundle")
     records = build_demo_stream(demo_rows(), plan, start=_window_floor(time.time(), plan.window_seconds)
                                 - plan.windows * plan.window_seconds, rng=random.Random(7))
     until = "stream-done" if args.until_stream_done else "alert-resolved"

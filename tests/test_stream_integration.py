@@ -6,6 +6,7 @@ import base64
 import json
 import time
 from collections import Counter
+from datetime import datetime
 
 import pytest
 
@@ -138,6 +139,13 @@ def test_worker_scores_windows_dead_letters_and_reports(brokers, tiny_bundle_dir
         lags = {dict(k[1])["partition"]: v for k, v in metrics.items() if k[0] == "sentiwatch_consumer_lag"}
         assert set(lags) == {"0", "1", "2", "3"} and set(lags.values()) == {0}
         assert worker.status()["healthy"] is True
+
+        # An idle worker picks a new record up at once (a short broker fetch wait, see streamer.faust_tuning).
+        produce(brokers, "sentiwatch.texts", [(None, b'{"id": "prompt", "text": "hello"}')])
+        record = next(r for r in consume(brokers, "sentiwatch.scored", len(scored) + 1, timeout=10)
+                      if json.loads(r.value)["id"] == "prompt")
+        latency = datetime.fromisoformat(json.loads(record.value)["scored_at"]).timestamp() - record.timestamp / 1000
+        assert latency < 1.0
 
         code, seconds = worker.terminate()
         assert code == 0, worker.log_tail()
