@@ -38,17 +38,20 @@ class TopicResult:
     caught: dict[int, int]  # surge index -> window the alert opened
     false_opens: int
     duplicate_opens: int
+    updates: int
 
 
 def run_topic(stream: TopicStream, config: DetectorConfig) -> TopicResult:
     state: DetectorState | None = None
     opens: list[int] = []
+    updates = 0
     for i, (total, negative) in enumerate(zip(stream.totals.tolist(), stream.negatives.tolist(), strict=True)):
         start = stream.start_epoch + i * stream.window_seconds
         window = WindowStats(stream.topic, start, start + stream.window_seconds, total, negative)
         state, detection = step(state, window, config)
         if detection.transition == "open":
             opens.append(i)
+        updates += detection.transition == "update"
     caught: dict[int, int] = {}
     false_opens = duplicates = 0
     for opened in opens:
@@ -59,17 +62,19 @@ def run_topic(stream: TopicStream, config: DetectorConfig) -> TopicResult:
             duplicates += 1
         else:
             caught[match] = opened
-    return TopicResult(opens, caught, false_opens, duplicates)
+    return TopicResult(opens, caught, false_opens, duplicates, updates)
 
 
 def evaluate(streams: list[TopicStream], config: DetectorConfig) -> dict:
     weeks = sum(len(s.totals) for s in streams) / WEEK_WINDOWS
     rows: list[tuple[Surge, int | None]] = []
-    false_opens = duplicates = 0
+    false_opens = duplicates = updates = opens = 0
     for stream in streams:
         result = run_topic(stream, config)
         false_opens += result.false_opens
         duplicates += result.duplicate_opens
+        updates += result.updates
+        opens += len(result.opens)
         rows += [(surge, result.caught.get(j)) for j, surge in enumerate(stream.surges)]
 
     def recall(selected: list[tuple[Surge, int | None]]) -> float | None:
@@ -94,6 +99,7 @@ def evaluate(streams: list[TopicStream], config: DetectorConfig) -> dict:
         "false_alerts_per_topic_week": round(false_opens / weeks, 3),
         "false_alerts": false_opens,
         "duplicate_opens_within_a_surge": duplicates,
+        "updates_per_alert": round(updates / opens, 2) if opens else None,
         "delay_windows_median": statistics.median(delays) if delays else None,
         "delay_windows_p90": sorted(delays)[int(0.9 * (len(delays) - 1))] if delays else None,
         "missed_target_surges": missed[:10],

@@ -10,8 +10,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
+import onnx
 import onnxruntime as ort
 import torch
 from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
@@ -69,19 +71,43 @@ def optimize(fp32_path: Path, encoder_config: PretrainedConfig, out_path: Path, 
         shutil.move(str(Path(work) / fp32_path.name), out_path)
 
 
-def quantize_int8(fp32_path: Path, encoder_config: PretrainedConfig, out_path: Path, isa: str) -> None:
-    """Dynamic int8 quantization (weights int8 per channel, activations quantized at run time) for an ISA."""
+def quantize_int8(fp32_path: Path, encoder_config: PretrainedConfig, out_path: Path, isa: str,
+                  keep_fp32: Sequence[str] = ()) -> None:
+    """Dynamic int8 quantization for an ISA: int8 weights per channel, activations quantized at run time.
+
+    Only MatMuls with a weight are quantized: the attention score products (activation x activation)
+    lose accuracy for no gain here, and the two heads are too small to matter. `keep_fp32` names
+    MatMuls that stay in fp32 (the exporter picks them when parity needs it)."""
     if isa not in INT8_ISAS:
         raise SentiwatchError(f"unknown int8 ISA {isa!r}; expected one of {', '.join(INT8_ISAS)}")
+    nodes = [name for name in weight_matmuls(fp32_path) if name not in set(keep_fp32)]
     # reduce_range: AVX2/AVX-512 without VNNI saturate u8*s8 pairs (VPMADDUBSW), 7-bit weights avoid it.
     if isa == "avx512_vnni":
-        config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True)
+        config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=True, nodes_to_quantize=nodes)
     else:
-        config = getattr(AutoQuantizationConfig, isa)(is_static=False, per_channel=True, reduce_range=True)
+        config = getattr(AutoQuantizationConfig, isa)(is_static=False, per_channel=True, reduce_range=True,
+                                                      nodes_to_quantize=nodes)
     with tempfile.TemporaryDirectory() as work:
         quantizer = ORTQuantizer(fp32_path, config=encoder_config)
         written = quantizer.quantize(quantization_config=config, save_dir=work, file_suffix=None)
         shutil.move(str(Path(written) / fp32_path.name), out_path)
+
+
+def weight_matmuls(path: Path) -> list[str]:
+    """Names of the MatMul nodes whose second input is a weight (an initializer), in graph order."""
+    graph = onnx.load(str(path)).graph
+    weights = {init.name for init in graph.initializer}
+    return [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in weights]
+
+
+def down_projections(path: Path) -> list[str]:
+    """Weight MatMuls that shrink the width (the feed-forward output, 4h -> h): their inputs are the GELU
+    outputs whose outliers make dynamic int8 least accurate, so they are the first to keep in fp32."""
+    graph = onnx.load(str(path)).graph
+    shapes = {init.name: tuple(init.dims) for init in graph.initializer}
+    return [node.name for node in graph.node
+            if node.op_type == "MatMul" and len(shapes.get(node.input[1], ())) == 2
+            and shapes[node.input[1]][0] > shapes[node.input[1]][1]]
 
 
 def detect_int8_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:

@@ -34,10 +34,13 @@ def compare(reference: Prediction, candidate: Prediction, labels: dict[str, Sequ
     """Max abs probability difference, label agreement per head and (with gold labels) macro-F1 of both.
 
     `labels[head]` are the model's labels in output order; `gold[head][i]` is row i's true label, or
-    None when the row has none for that head (or one the model does not know).
+    None when the row has none for that head (or one the model does not know). A head's agreement is
+    measured on the rows labelled for it when there are any: a tweet's topic (or a news article's
+    sentiment) is a guess the model was never taught, and flips of near-uniform guesses say nothing
+    about the quantization. Unlabelled texts (random test models) are compared on every row.
     """
     report: dict[str, Any] = {"n": int(len(reference.sentiment_probs)), "max_abs_diff": 0.0, "agreement": {},
-                              "macro_f1": {}}
+                              "agreement_n": {}, "macro_f1": {}}
     for head in HEADS:
         ref = getattr(reference, f"{head}_probs")
         cand = getattr(candidate, f"{head}_probs")
@@ -45,9 +48,11 @@ def compare(reference: Prediction, candidate: Prediction, labels: dict[str, Sequ
             continue
         report["max_abs_diff"] = max(report["max_abs_diff"], float(np.abs(ref - cand).max()))
         ref_labels, cand_labels = ref.argmax(axis=1), cand.argmax(axis=1)
-        report["agreement"][head] = float((ref_labels == cand_labels).mean())
         truth = (gold or {}).get(head) or ()
         labelled = [i for i, label in enumerate(truth) if label in labels[head]]
+        rows = labelled or list(range(len(ref)))
+        report["agreement"][head] = float((ref_labels[rows] == cand_labels[rows]).mean())
+        report["agreement_n"][head] = len(rows)
         if labelled:
             names = labels[head]
             true_names = [truth[i] for i in labelled]

@@ -54,6 +54,9 @@ class Settings:
     kafka_heartbeat_seconds: float = 1.0
     # How long a starting worker or replay keeps trying to reach the brokers before giving up.
     kafka_connect_timeout_seconds: float = 30.0
+    # A running worker exits (status 1) when no broker has answered for this long, so that its
+    # supervisor restarts it instead of it retrying forever (streamer/watchdog.py).
+    kafka_unreachable_exit_seconds: float = 30.0
 
     # Model
     bundle: str = ""
@@ -79,13 +82,15 @@ class Settings:
     alert_examples_enabled: bool = True
     # /healthz fails when the worker is behind (lag > 0) and has made no progress for this long.
     liveness_stall_seconds: float = 60.0
+    # After SIGTERM the worker exits (status 1) if the graceful stop has not finished by then.
+    shutdown_timeout_seconds: float = 15.0
     log_level: str = "INFO"
 
     detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
 
     def __post_init__(self) -> None:
         positive = ("topic_partitions", "web_port", "batch_max", "max_text_bytes", "window_seconds",
-                    "long_window_seconds", "topic_cap")
+                    "long_window_seconds", "topic_cap", "kafka_unreachable_exit_seconds", "shutdown_timeout_seconds")
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key {key!r}: must be > 0, got {getattr(self, key)!r}")

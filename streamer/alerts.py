@@ -24,15 +24,16 @@ from streamer.detector import Detection, WindowStats
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _MENTION = re.compile(r"(?<!\w)@\w+")
+_WORD = re.compile(r"[^\W\d_](?:[\w'’-]*\w)?")
 # A term must be at least this clearly over-represented (log-odds z-score) to be named at all.
 _MIN_Z = 1.0
-_WORD = re.compile(r"[^\W\d_](?:[\w'’-]*\w)?")
+# English function words; "no" and "not" are kept on purpose, since "not working" or "no refund" is a reason.
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are aren't as at be because been before being below between
 both but by can can't cannot could couldn't did didn't do does doesn't doing don't down during each few for from
 further had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers herself him himself his
-how how's i i'd i'll i'm i've if in into is isn't it it's its itself just let's me more most mustn't my myself no
-nor not of off on once only or other ought our ours ourselves out over own rt same shan't she she'd she'll she's
+how how's i i'd i'll i'm i've if in into is isn't it it's its itself just let's me more most mustn't my myself
+nor of off on once only or other ought our ours ourselves out over own rt same shan't she she'd she'll she's
 should shouldn't so some such than that that's the their theirs them themselves then there there's these they
 they'd they'll they're they've this those through to too under until up us very via was wasn't we we'd we'll we're
 we've were weren't what what's when when's where where's which while who who's whom why why's will with won't would

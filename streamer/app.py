@@ -67,6 +67,11 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
+        # Faust's own pages would serve table values, which hold alert example texts; only ours are served.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         store="memory://",
         # Standby copies would put peers' topics into this worker's tables.
         table_standby_replicas=0,
@@ -94,10 +99,11 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     windows_table = TopicKeyed(app.Table("windows", default=None, **table_options))
     status_table = TopicKeyed(app.Table("topic-status", default=None, **table_options))
 
+    alerts = app.topic(settings.alerts_topic, partitions=partitions)
+
     def publish_alert(topic: str, event: dict[str, Any]) -> None:
         # send_soon: the window stage is synchronous; the commit flushes the producer before offsets move.
-        app.topic(settings.alerts_topic).send_soon(key=topic.encode("utf-8"),
-                                                   value=json.dumps(event, ensure_ascii=False).encode("utf-8"))
+        alerts.send_soon(key=topic.encode("utf-8"), value=json.dumps(event, ensure_ascii=False).encode("utf-8"))
 
     window_stage = WindowStage(settings, metrics, windows_table, status_table, publish_alert)
     worker = Worker(app, metrics, progress, window_stage, executor)

@@ -54,11 +54,13 @@ class Series:
 
 
 def backtest_command(args: argparse.Namespace) -> int:
+    """`sentiwatch backtest --input F.csv --output F.csv [--config F] [--plot F.png]`."""
     settings = load_settings(args.config)
     series = read_series(Path(args.input))
     detections = run_detector(series.points, settings.detector, topic=Path(args.input).stem)
     write_output(Path(args.output), series, detections)
-    alerts = sum(1 for detection in _unique_in_time_order(series.points, detections) if detection.transition == "open")
+    # Exact repeats share one verdict: count each opening interval once.
+    alerts = len({p.timestamp for p, d in zip(series.points, detections, strict=True) if d.transition == "open"})
     log.info("backtest: %d rows, %d alerts opened; wrote %s", len(series.points), alerts, args.output)
     if args.plot:
         plot_backtest(Path(args.plot), series, detections, settings.detector)
@@ -184,11 +186,6 @@ def _typical_interval(points: list[SeriesPoint]) -> float:
     stamps = sorted({point.timestamp for point in points})
     gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False)]
     return statistics.median(gaps) if gaps else 60.0
-
-
-def _unique_in_time_order(points: list[SeriesPoint], detections: list[Detection]) -> list[Detection]:
-    by_time = {point.timestamp: detection for point, detection in zip(points, detections, strict=True)}
-    return [by_time[stamp] for stamp in sorted(by_time)]
 
 
 def plot_backtest(path: Path, series: Series, detections: list[Detection], config: DetectorConfig) -> None:

@@ -117,7 +117,7 @@ def _worker(bundle_dir: str, brokers: str, batch_size: int, run_id: str) -> Iter
         process = subprocess.Popen([sys.executable, "-m", "sentiwatch.cli", "stream"], env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
     try:
-        _wait_assigned(f"http://127.0.0.1:{port}/status", process, log_file)
+        wait_assigned(f"http://127.0.0.1:{port}/status", process, log_file)
         yield process
     finally:
         process.terminate()
@@ -128,7 +128,7 @@ def _worker(bundle_dir: str, brokers: str, batch_size: int, run_id: str) -> Iter
             process.wait()
 
 
-def _wait_assigned(url: str, process: subprocess.Popen[bytes], log_file: Path, timeout: float = 90.0) -> None:
+def wait_assigned(url: str, process: subprocess.Popen[bytes], log_file: Path, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -141,7 +141,7 @@ def _wait_assigned(url: str, process: subprocess.Popen[bytes], log_file: Path, t
     raise RuntimeError(f"benchmark worker got no partitions within {timeout:.0f} s; see {log_file}")
 
 
-def _records(texts: list[str], count: int, prefix: str) -> list[tuple[None, bytes]]:
+def bench_records(texts: list[str], count: int, prefix: str) -> list[tuple[None, bytes]]:
     return [(None, json.dumps({"id": f"{prefix}{i}", "text": texts[i % len(texts)]}).encode("utf-8"))
             for i in range(count)]
 
@@ -149,8 +149,8 @@ def _records(texts: list[str], count: int, prefix: str) -> list[tuple[None, byte
 async def _max_rate(settings: Settings, run_id: str, texts: list[str], count: int) -> float:
     from streamer.replay import produce
 
-    reader = asyncio.ensure_future(_read_scored(settings, f"bench-{run_id}.scored", count, timeout=600))
-    await produce(settings, f"bench-{run_id}.texts", _records(texts, count, "max"))
+    reader = asyncio.ensure_future(read_scored(settings, f"bench-{run_id}.scored", count, timeout=600))
+    await produce(settings, f"bench-{run_id}.texts", bench_records(texts, count, "max"))
     records = await reader
     stamps = sorted(_epoch(json.loads(r.value)["scored_at"]) for r in records)
     first_batch = sum(1 for s in stamps if s == stamps[0])
@@ -162,14 +162,14 @@ async def _latencies(settings: Settings, run_id: str, texts: list[str], rate: fl
 
     count = max(int(rate * LATENCY_SECONDS), 50)
     topic = f"bench-{run_id}.scored"
-    reader = asyncio.ensure_future(_read_scored(settings, topic, count, timeout=LATENCY_SECONDS * 10,
+    reader = asyncio.ensure_future(read_scored(settings, topic, count, timeout=LATENCY_SECONDS * 10,
                                                 prefix="lat"))
-    await produce(settings, f"bench-{run_id}.texts", _records(texts, count, "lat"), rate=rate)
+    await produce(settings, f"bench-{run_id}.texts", bench_records(texts, count, "lat"), rate=rate)
     records = await reader
     return [_epoch(json.loads(r.value)["scored_at"]) - r.timestamp / 1000 for r in records]
 
 
-async def _read_scored(settings: Settings, topic: str, count: int, timeout: float, prefix: str = "") -> list[Any]:
+async def read_scored(settings: Settings, topic: str, count: int, timeout: float, prefix: str = "") -> list[Any]:
     """Read `count` scored records whose id starts with `prefix` (counting, never trusting end offsets)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -212,7 +212,7 @@ async def _baseline_loop(settings: Settings, texts: list[str], model_dir: str) -
     classify = pipeline("text-classification", model=model_dir, device="cpu")
     classify(texts[0])  # warm-up
     topic = f"baseline-{uuid.uuid4().hex[:8]}"
-    await produce(settings, topic + ".in", _records(texts, 2000, "b"))
+    await produce(settings, topic + ".in", bench_records(texts, 2000, "b"))
     consumer = AIOKafkaConsumer(topic + ".in", bootstrap_servers=settings.brokers, group_id=topic,
                                 auto_offset_reset="earliest")
     producer = AIOKafkaProducer(bootstrap_servers=settings.brokers)

@@ -53,7 +53,7 @@ class DetectorConfig:
     Defaults are tuned on benchmarks/detector_synthetic.py for 60 s windows.
     """
 
-    # Windows with fewer texts never score (too few to tell a surge from noise).
+    # Texts a window needs to open an alert; evidence from fewer texts counts for nothing.
     min_volume: int = 30
     # How fast the baseline share and volume follow the topic (in windows).
     baseline_halflife_windows: float = 60.0
@@ -81,8 +81,10 @@ class DetectorConfig:
     evidence_windows: int = 3
     # Observations are clipped to expected ± clip_z standard deviations before learning.
     clip_z: float = 3.0
-    # Learn an hour-of-day profile of the negative volume (needs a few days of history).
+    # Learn an hour-of-day profile of the negative volume: worth it for coarse intervals (5 min and up)
+    # with a strong daily cycle; it takes about a day of history to pay off.
     daily_seasonality: bool = False
+    # How fast the hour-of-day profile follows the topic (in days).
     seasonality_halflife_days: float = 1.0
 
     def __post_init__(self) -> None:
@@ -93,8 +95,7 @@ class DetectorConfig:
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key 'detector_{key}': must be >= 0, got {getattr(self, key)!r}")
         positive = ("baseline_halflife_windows", "scale_halflife_windows", "resolve_windows", "evidence_windows",
-                    "clip_z",
-                    "seasonality_halflife_days")
+                    "clip_z", "seasonality_halflife_days")
         for key in positive:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"config key 'detector_{key}': must be > 0, got {getattr(self, key)!r}")

@@ -101,8 +101,9 @@ def faust_broker_url(settings: Settings) -> str:
     return ";".join(f"kafka://{host.strip()}" for host in settings.brokers.split(","))
 
 
-async def ensure_topics(settings: Settings, names: list[str]) -> None:
+async def ensure_topics(settings: Settings, names: list[str]) -> dict[str, int]:
     """Create the topics that do not exist yet (settings.topic_partitions each); existing ones are left alone.
+    Returns each topic's partition count.
 
     Done before anything subscribes: a consumer that subscribes to a missing topic only notices it at
     the next metadata refresh (minutes), and records keyed by topic need a fixed partition count.
@@ -114,12 +115,12 @@ async def ensure_topics(settings: Settings, names: list[str]) -> None:
     previous_level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
-        await _create_missing(settings, names, options)
+        return await _create_missing(settings, names, options)
     finally:
         quiet.setLevel(previous_level)
 
 
-async def _create_missing(settings: Settings, names: list[str], options: dict[str, Any]) -> None:
+async def _create_missing(settings: Settings, names: list[str], options: dict[str, Any]) -> dict[str, int]:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -135,7 +136,8 @@ async def _create_missing(settings: Settings, names: list[str], options: dict[st
                     await admin.create_topics([NewTopic(name, settings.topic_partitions, 1) for name in missing])
                 except TopicAlreadyExistsError:
                     pass  # a peer worker created it in between
-            return
+            described = await admin.describe_topics(names)
+            return {topic["topic"]: len(topic["partitions"]) for topic in described}
         except (KafkaError, OSError) as exc:
             if asyncio.get_running_loop().time() > deadline:
                 raise SentiwatchError(f"cannot reach Kafka at {settings.brokers} ({type(exc).__name__})") from None

@@ -8,6 +8,7 @@ in the worker (plain dicts in tests): `windows` (open windows, written once per 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -100,7 +101,13 @@ class WindowStage:
                 self._windows[topic] = state
 
     def forget_topics(self) -> None:
-        """After a rebalance the partitions (and topics) this worker owns may have changed."""
+        """After a rebalance the partitions (and topics) this worker owns may have changed: drop its per-topic
+        gauges too, so that only the topic's new owner reports them. Topics come back with their next record."""
+        for topic in self.owned_topics:
+            for gauge in (self._metrics.negative_ratio, self._metrics.baseline_ratio, self._metrics.spike_score,
+                          self._metrics.spike_active):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(topic)
         self.owned_topics.clear()
 
     def _has_closable(self, state: dict[str, Any]) -> bool:

@@ -40,18 +40,27 @@ def run_stream(settings: Settings) -> int:
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(ensure_topics(settings, [settings.input_topic, settings.scored_topic,
-                                                     settings.dlq_topic, settings.alerts_topic]))
+    topics = [settings.input_topic, settings.scored_topic, settings.dlq_topic, settings.alerts_topic]
+    partitions = loop.run_until_complete(ensure_topics(settings, topics))
+    # Window state is partitioned like the scored topic (see streamer.app); a mismatch would scatter it.
+    if partitions.get(settings.scored_topic) != settings.topic_partitions:
+        raise ConfigError(f"config key 'topic_partitions': is {settings.topic_partitions} but Kafka topic "
+                          f"{settings.scored_topic} has {partitions.get(settings.scored_topic)} partitions")
 
     import faust
 
     from streamer.app import build_worker
+    from streamer.watchdog import Watchdog, guarded_worker_class
 
     worker = build_worker(settings, scorer, model_info)
+    # Faust retries a lost broker forever, even after SIGTERM: the watchdog exits instead (see its module).
+    watchdog = Watchdog(settings, topics)
+    watchdog.start()
     log.info("worker %s: consuming %s from %s, web on http://%s:%d (/metrics /status /healthz)",
              settings.consumer_group, settings.input_topic, settings.brokers, settings.web_host, settings.web_port)
-    faust_worker = faust.Worker(worker.app, loop=loop, loglevel=settings.log_level, quiet=True,
-                                redirect_stdouts=False, override_logging=False)
+    faust_worker = guarded_worker_class(faust.Worker, watchdog)(
+        worker.app, loop=loop, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+        override_logging=False)
     try:
         faust_worker.execute_from_commandline()
     except SystemExit as exit_:

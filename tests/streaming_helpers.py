@@ -150,3 +150,11 @@ async def _consume(brokers: str, topic: str, expected: int, timeout: float) -> l
     finally:
         await consumer.stop()
     return records
+
+
+def topic_exists(brokers: str, topic: str) -> bool:
+    """Whether the brokers know `topic` now (`consume` waits for a topic and then fails if it never comes)."""
+    from streamer.watchdog import probe_brokers
+
+    probe = asyncio.run(probe_brokers({"bootstrap_servers": brokers}, [topic]))
+    return probe.reachable and not probe.missing

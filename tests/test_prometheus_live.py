@@ -1,5 +1,6 @@
 """A real Prometheus (the Debian `prometheus` binary) scrapes a live worker fed a negative surge, and the
-NegativeSentimentSpike rule of deploy/prometheus/rules.yml (with a 3 s `for:`) goes pending, then firing."""
+NegativeSentimentSpike rule of deploy/prometheus/rules.yml (with a 3 s `for:`) goes pending, then firing,
+and is gone once calm windows follow; the worker publishes one open and one resolved alert event."""
 
 from __future__ import annotations
 
@@ -55,23 +56,22 @@ def sentiment_pools(bundle: Path) -> dict[str, list[str]]:
             "surge": [recall[i] for i in recall_order[-8:]]}
 
 
-def surge_records(base: int, pools: dict[str, list[str]]) -> list[tuple[bytes, bytes]]:
-    """acme: 20% negative for CALM_WINDOWS windows, then 90% (about a recall) for SURGE_WINDOWS;
-    globex stays calm."""
+def window_records(base: int, pools: dict[str, list[str]], first: int, last: int) -> list[tuple[bytes, bytes]]:
+    """Windows first..last-1: acme is 20% negative except 90% (about a recall) in the surge windows;
+    globex stays calm. A record at window `last` closes the last of them."""
+    surge = range(CALM_WINDOWS, CALM_WINDOWS + SURGE_WINDOWS)
     records = []
-    for w in range(CALM_WINDOWS + SURGE_WINDOWS):
+    for w in range(first, last):
         for topic in ("acme", "globex"):
-            surging = topic == "acme" and w >= CALM_WINDOWS
+            surging = topic == "acme" and w in surge
             negatives = round((0.9 if surging else 0.2) * TEXTS_PER_WINDOW)
             for j in range(TEXTS_PER_WINDOW):
                 pool = pools["calm"] if j >= negatives else pools["surge" if surging else "negative"]
                 record = {"id": f"{topic}-{w}-{j}", "topic": topic, "ts": base + w * WINDOW + j,
                           "text": pool[(w + j) % len(pool)]}
                 records.append((topic.encode(), json.dumps(record).encode()))
-    # One later record per topic closes the last surge window.
     for topic in ("acme", "globex"):
-        record = {"id": f"{topic}-close", "topic": topic, "ts": base + (CALM_WINDOWS + SURGE_WINDOWS) * WINDOW,
-                  "text": pools["calm"][0]}
+        record = {"id": f"{topic}-close-{last}", "topic": topic, "ts": base + last * WINDOW, "text": pools["calm"][0]}
         records.append((topic.encode(), json.dumps(record).encode()))
     return records
 
@@ -131,7 +131,8 @@ def test_prometheus_fires_negative_sentiment_spike_for_a_live_surge(tiny_bundle_
         try:
             worker.wait_ready()
             with running_prometheus(tmp_path, f"127.0.0.1:{worker.web_port}") as prometheus:
-                produce(brokers, "sentiwatch.texts", surge_records(base, pools))
+                end_of_surge = CALM_WINDOWS + SURGE_WINDOWS
+                produce(brokers, "sentiwatch.texts", window_records(base, pools, 0, end_of_surge))
                 seen: list[dict[str, str]] = []
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline and not (seen and seen[-1].get("acme") == "firing"):
@@ -142,9 +143,16 @@ def test_prometheus_fires_negative_sentiment_spike_for_a_live_surge(tiny_bundle_
                 assert states[-1] == "firing" and states.index("pending") < states.index("firing")
                 assert not any("globex" in s for s in seen)
 
-            events = [json.loads(r.value) for r in consume(brokers, "sentiwatch.alerts", 1, timeout=20)]
-            assert [(e["topic"], e["state"]) for e in events] == [("acme", "open")]
-            assert events[0]["negative_ratio"] >= 0.8
+                # Calm windows after the surge: the detector resolves, and Prometheus drops the alert.
+                produce(brokers, "sentiwatch.texts", window_records(base, pools, end_of_surge, end_of_surge + 10))
+                deadline = time.monotonic() + 30
+                while "acme" in spike_alerts(prometheus) and time.monotonic() < deadline:
+                    time.sleep(0.25)
+                assert spike_alerts(prometheus) == {}
+
+            events = [json.loads(r.value) for r in consume(brokers, "sentiwatch.alerts", 2, timeout=20)]
+            assert [(e["topic"], e["state"]) for e in events] == [("acme", "open"), ("acme", "resolved")]
+            assert events[0]["alert_id"] == events[1]["alert_id"] and events[0]["negative_ratio"] >= 0.8
             assert events[0]["top_terms"][0] == "recall"  # the surge's word, absent from the topic's baseline
         finally:
             worker.kill()

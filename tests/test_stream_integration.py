@@ -12,7 +12,7 @@ import pytest
 
 from streamer import records
 from streamer.windows import window_start
-from tests.streaming_helpers import WorkerProcess, consume, produce, running_broker
+from tests.streaming_helpers import WorkerProcess, consume, http_get, produce, running_broker
 
 pytestmark = pytest.mark.integration
 
@@ -113,6 +113,8 @@ def test_worker_scores_windows_dead_letters_and_reports(brokers, tiny_bundle_dir
             time.sleep(0.5)
         assert windows == recount
         assert "old news" not in json.dumps(status) and "flood text" not in json.dumps(status)
+        # Faust's own table pages would show stored texts: they are switched off.
+        assert http_get(f"{worker.url}/table/windows/ACME/")[0] == 404
 
         deadline = time.monotonic() + 15  # the window stage may still be on the last batch
         while worker.metrics()[("sentiwatch_late_records_total", ())] < len(late) and time.monotonic() < deadline:

@@ -216,3 +216,15 @@ def test_packaged_minilm_is_hash_checked(tmp_path, monkeypatch):
         model_module.load_base(None)
     # The same folder given explicitly is the user's own choice and is not checked.
     model_module.load_base(tampered)
+
+
+def test_evaluate_reproduces_the_training_test_metrics(trained_dir, labelled_csv, tmp_path):
+    """`evaluate` and training score through the same code: same rows, same numbers."""
+    from trainer.data import example_row
+
+    examples, _ = load_examples([str(labelled_csv)])
+    test_file = tmp_path / "test.jsonl"
+    test_file.write_text("".join(json.dumps(example_row(e)) + "\n" for e in split_examples(examples)["test"]))
+    output = tmp_path / "metrics.json"
+    assert main(["evaluate", "--model", str(trained_dir), "--input", str(test_file), "--output", str(output)]) == 0
+    assert json.loads(output.read_text()) == json.loads((trained_dir / "metrics.json").read_text())

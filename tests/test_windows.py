@@ -174,3 +174,15 @@ def test_late_records_are_counted_not_merged():
 def test_malformed_scored_record_is_skipped():
     assert parse_scored(ScoredMessage("ACME", b"{oops", T0)) is None
     assert parse_scored(ScoredMessage(None, b'{"id": "a"}', T0)) is None
+
+
+def test_forgetting_topics_drops_their_gauges():
+    metrics = WorkerMetrics()
+    stage = WindowStage(settings(), metrics, {}, {}, lambda *_: None)
+    stage.process([scored_message("ACME", T0, True, "a")], now=1000.0)
+    stage.close_idle(now=1000.0 + 2 * SIZE)
+    assert ("sentiwatch_spike_score", (("topic", "ACME"),)) in parse_metrics(metrics.render().decode())
+    stage.forget_topics()
+    assert not [k for k in parse_metrics(metrics.render().decode()) if dict(k[1]).get("topic") == "ACME"
+                and k[0] != "sentiwatch_alerts_total"]
+    assert stage.owned_topics == set()

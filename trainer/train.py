@@ -50,14 +50,14 @@ class TrainConfig:
     # after `patience` validations without improvement of the mean validation macro-F1.
     evals_per_epoch: int = 2
     patience: int = 2
-    # Class weights (n / (k * n_c)) ** power: 0.5 softens the tweets' 2.3:1 negative:positive skew
-    # enough to lift positive recall (macro-F1) without making the minority class noisy.
+    # Class weights (n / (k * n_c)) ** power: the target is macro-F1 and the tweets are 2.3:1
+    # negative:positive; 0.5 is a middle ground between no weighting (0) and inverse frequency (1).
     class_weight_power: float = 0.5
     topic_loss_weight: float = 1.0
     # With --limit, the topic task keeps at least this share of the examples (BBC is 6% of the data).
     min_topic_share: float = 0.1
     # The word-embedding matrix is half of MiniLM's parameters; freezing it saves its gradient and
-    # AdamW update on CPU and costs little accuracy on small fine-tuning sets.
+    # AdamW update (77 -> 89 examples/s in one measurement here) and keeps the pre-trained vocabulary.
     freeze_word_embeddings: bool = True
     # Wall-clock budget for the loop. The learning rate decays with whichever is further along,
     # steps or time, so a run the budget cuts short still ends annealed; at the budget it
@@ -117,10 +117,11 @@ def limit_examples(examples: Sequence[Example], limit: int | None, min_topic_sha
     rng = random.Random(seed)
     topic = [e for e in examples if e.topic is not None]
     rest = [e for e in examples if e.topic is None]
-    natural = round(limit * len(topic) / len(examples))
-    n_topic = min(len(topic), max(natural, math.ceil(limit * min_topic_share) if rest else limit))
-    if not rest:
-        n_topic = min(len(topic), limit)
+    if rest:
+        n_topic = max(round(limit * len(topic) / len(examples)), math.ceil(limit * min_topic_share))
+    else:
+        n_topic = limit
+    n_topic = min(len(topic), n_topic)
     n_rest = min(len(rest), limit - n_topic)
     return rng.sample(topic, n_topic) + rng.sample(rest, n_rest)
 

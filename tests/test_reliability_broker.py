@@ -1,0 +1,114 @@
+"""Issue 6, guarantee 2: a worker whose broker goes away reconnects and goes on, or exits non-zero
+within 60 s so that its supervisor restarts it — it never hangs, not even on SIGTERM.
+
+Real embedded brokers and real `sentiwatch stream` processes. The embedded broker keeps everything in
+memory, so a restarted one has lost every topic and committed offset: the worker cannot simply go on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from streamer.broker import free_port, start_broker, stop_broker
+from streamer.watchdog import BrokerVerdict, Probe
+from tests.streaming_helpers import WorkerProcess, consume, produce, topic_exists
+
+pytestmark = pytest.mark.integration
+
+DEADLINE = 60.0  # the issue's bound: go on, or exit non-zero within this long
+
+
+def texts(prefix: str, n: int) -> list[tuple[bytes | None, bytes]]:
+    return [(None, json.dumps({"id": f"{prefix}{i}", "text": f"broker test text {i}"}).encode()) for i in range(n)]
+
+
+def wait_exit(worker: WorkerProcess, until: float) -> int | None:
+    while time.monotonic() < until:
+        if worker.process.poll() is not None:
+            return worker.process.returncode
+        time.sleep(0.2)
+    return worker.process.poll()
+
+
+def test_verdict_waits_for_the_limit_and_for_a_second_missing_probe():
+    verdict = BrokerVerdict("b:9092", unreachable_limit=30)
+    assert verdict.observe(Probe(False), 0) is None
+    assert verdict.observe(Probe(False), 29) is None
+    assert "unreachable for 30 s" in verdict.observe(Probe(False), 30)
+    assert verdict.observe(Probe(True), 31) is None  # answering again resets the clock
+    assert verdict.observe(Probe(False), 32) is None
+    assert verdict.observe(Probe(True, ("t",)), 33) is None  # a topic missing once may be being recreated
+    assert "t no longer exist" in verdict.observe(Probe(True, ("t",)), 36)
+
+
+def test_broker_restart_under_a_running_worker(tiny_bundle_dir, tmp_path):
+    port = free_port()
+    brokers = f"127.0.0.1:{port}"
+    broker = start_broker("127.0.0.1", port)
+    worker = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "worker.log")
+    replacement = None
+    try:
+        worker.wait_ready()
+        produce(brokers, "sentiwatch.texts", texts("before", 100))
+        assert len(consume(brokers, "sentiwatch.scored", 100, timeout=60)) == 100
+
+        stopped_at = time.monotonic()
+        stop_broker(broker)  # waits until the old broker has exited: a new one on its port would panic
+        time.sleep(3)
+        broker = start_broker("127.0.0.1", port)
+        after = texts("after", 100)
+        produce(brokers, "sentiwatch.texts", after)
+
+        # Either it scores the new records, or it exits non-zero, within the deadline of the stop.
+        outcome = None
+        while outcome is None and time.monotonic() < stopped_at + DEADLINE:
+            if worker.process.poll() is not None:
+                outcome = "exited"
+            elif topic_exists(brokers, "sentiwatch.scored") and \
+                    len(consume(brokers, "sentiwatch.scored", len(after), timeout=1)) == len(after):
+                outcome = "resumed"
+            else:
+                time.sleep(0.5)
+        assert outcome is not None, f"worker neither resumed nor exited within {DEADLINE} s:\n{worker.log_tail()}"
+        if outcome == "exited":
+            assert worker.process.returncode != 0
+            assert "watchdog" in worker.log_tail(), worker.log_tail()
+            # What Kubernetes does next: a fresh worker recreates the topics and scores what was produced.
+            replacement = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "replacement.log")
+            replacement.wait_ready()
+            scored = consume(brokers, "sentiwatch.scored", len(after), timeout=60)
+            assert {json.loads(r.value)["id"] for r in scored} == {json.loads(v)["id"] for _, v in after}
+    finally:
+        for process in (worker, replacement):
+            if process is not None:
+                process.kill()
+        stop_broker(broker)
+
+
+def test_no_broker_sigterm_is_bounded_and_a_lone_worker_exits(tiny_bundle_dir, tmp_path):
+    port = free_port()
+    brokers = f"127.0.0.1:{port}"
+    broker = start_broker("127.0.0.1", port)
+    # One worker is stopped with SIGTERM after the broker is gone (defaults); the other is left alone.
+    stopped = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "stopped.log",
+                            env={"SENTIWATCH_SHUTDOWN_TIMEOUT_SECONDS": "10"})
+    lone = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "lone.log",
+                         env={"SENTIWATCH_KAFKA_UNREACHABLE_EXIT_SECONDS": "15"})
+    try:
+        stopped.wait_ready()
+        lone.wait_ready()
+        broker_gone_at = time.monotonic()
+        stop_broker(broker)
+        code, seconds = stopped.terminate(timeout=40)
+        assert code is not None and seconds < 10 + 5, stopped.log_tail()
+
+        code = wait_exit(lone, broker_gone_at + DEADLINE)
+        assert code not in (None, 0), lone.log_tail()
+        assert "unreachable for" in lone.log_tail()
+    finally:
+        stopped.kill()
+        lone.kill()
+        stop_broker(broker)
