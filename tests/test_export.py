@@ -89,3 +89,21 @@ def test_int8_isa_comes_from_cpu_flags(tmp_path: Path, flags: str, expected: str
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
     assert detect_int8_isa(cpuinfo) == expected
+
+
+def test_int8_keeps_named_matmuls_in_fp32(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from exporter.graphs import down_projections, export_fp32, quantize_int8, weight_matmuls
+    from trainer.model import load_model
+
+    model, tokenizer, _ = load_model(tiny_model_dir)
+    raw = tmp_path / "model.onnx"
+    export_fp32(model, tokenizer, raw)
+    downs = down_projections(raw)
+    assert len(downs) == 2 and all("output/dense" in name and "attention" not in name for name in downs)
+    assert len(weight_matmuls(raw)) == 2 * 6  # q, k, v, attention output, FFN up, FFN down per layer
+    quantize_int8(raw, model.encoder.config, tmp_path / "int8.onnx", "avx512_vnni", keep_fp32=downs[:1])
+    nodes = onnx.load(str(tmp_path / "int8.onnx")).graph.node
+    assert sum(node.op_type == "MatMulInteger" for node in nodes) == 11
+    assert downs[0] in {node.name for node in nodes if node.op_type == "MatMul"}
