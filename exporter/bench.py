@@ -35,7 +35,8 @@ WARMUP_BATCHES = 2
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    bundle = args.bundle or load_settings(args.config).bundle
+    settings = load_settings(args.config)
+    bundle = args.bundle or settings.bundle
     if not bundle:
         raise SentiwatchError("no bundle: pass --bundle DIR or set SENTIWATCH_BUNDLE")
     batch_sizes = parse_batch_sizes(args.batch_sizes)
@@ -44,8 +45,11 @@ def bench_command(args: argparse.Namespace) -> int:
     # Resolved before minutes of inference measurements, so a missing part fails at once.
     end_to_end = None if args.skip_end_to_end else end_to_end_runner()
     texts = bench_texts(args.texts)
+    # One thread count for every engine (SENTIWATCH_INTRA_OP_THREADS, default: the usable cores), so
+    # engines are compared on the same cores.
+    threads = settings.intra_op_threads or len(os.sched_getaffinity(0))
     result: dict[str, Any] = {"machine": machine_info(), "texts": text_stats(texts, bundle),
-                              "inference": run_inference(bundle, args.model, texts, batch_sizes)}
+                              "inference": run_inference(bundle, args.model, texts, batch_sizes, threads)}
     if end_to_end is not None:
         result["end_to_end"] = end_to_end(bundle, args.brokers, batch_size=32)
     print(format_table(result))
@@ -75,41 +79,45 @@ def bench_texts(n: int) -> list[str]:
     return [tweets[i % len(tweets)] for i in range(n)]
 
 
-def run_inference(bundle: str, model_dir: str | None, texts: Sequence[str],
-                  batch_sizes: Sequence[int]) -> list[dict[str, Any]]:
+def run_inference(bundle: str, model_dir: str | None, texts: Sequence[str], batch_sizes: Sequence[int],
+                  threads: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if model_dir:
-        rows += _bench_torch(model_dir, texts, batch_sizes, load_bundle(bundle).max_length)
+        rows += _bench_torch(model_dir, texts, batch_sizes, load_bundle(bundle).max_length, threads)
     for variant in ("fp32", "int8", "fp16"):
         try:
-            scorer = load_scorer(bundle, variant)
+            scorer = load_scorer(bundle, variant, intra_op_threads=threads)
         except SentiwatchError as exc:
             log.info("skipping onnx-%s: %s", variant, exc)
             continue
         if variant == "fp16" and scorer.provider != CUDA:
             log.info("skipping onnx-fp16: CUDA did not come up (%s)", scorer.provider)
             continue
-        rows += _bench_onnx(scorer, texts, batch_sizes)
+        rows += _bench_onnx(scorer, texts, batch_sizes, threads)
     return rows
 
 
 def measure(batches: Sequence[Any], step: Callable[[Any], object], texts_per_batch: int) -> dict[str, float]:
-    """Run step on every batch after a warm-up; throughput and per-batch latency percentiles."""
+    """Run step on every batch after a warm-up; throughput, per-batch latency percentiles and texts per
+    CPU-second of this process (with one thread, that figure hardly moves when other processes share
+    the cores, unlike wall-clock throughput)."""
     for batch in batches[:WARMUP_BATCHES]:
         step(batch)
     seconds = []
+    cpu_started = time.process_time()
     for batch in batches:
         started = time.perf_counter()
         step(batch)
         seconds.append(time.perf_counter() - started)
-    return latency_stats(seconds, texts_per_batch)
+    return latency_stats(seconds, texts_per_batch, cpu_seconds=time.process_time() - cpu_started)
 
 
-def latency_stats(seconds: Sequence[float], texts_per_batch: int) -> dict[str, float]:
-    total = float(np.sum(seconds))
-    return {"texts_per_s": round(len(seconds) * texts_per_batch / total, 1) if total else 0.0,
+def latency_stats(seconds: Sequence[float], texts_per_batch: int, cpu_seconds: float) -> dict[str, float]:
+    total, texts = float(np.sum(seconds)), len(seconds) * texts_per_batch
+    return {"texts_per_s": round(texts / total, 1) if total else 0.0,
             "p50_ms": round(float(np.percentile(seconds, 50)) * 1000, 3),
-            "p99_ms": round(float(np.percentile(seconds, 99)) * 1000, 3)}
+            "p99_ms": round(float(np.percentile(seconds, 99)) * 1000, 3),
+            "texts_per_cpu_s": round(texts / cpu_seconds, 1) if cpu_seconds > 0 else 0.0}
 
 
 def _batches(texts: Sequence[str], size: int) -> list[list[str]]:
@@ -119,7 +127,8 @@ def _batches(texts: Sequence[str], size: int) -> list[list[str]]:
     return [list(texts[i:i + size]) for i in range(0, len(texts) - size + 1, size)]
 
 
-def _bench_onnx(scorer: OnnxScorer, texts: Sequence[str], batch_sizes: Sequence[int]) -> list[dict[str, Any]]:
+def _bench_onnx(scorer: OnnxScorer, texts: Sequence[str], batch_sizes: Sequence[int],
+                threads: int) -> list[dict[str, Any]]:
     rows = []
     for size in batch_sizes:
         batches = _batches(texts, size)
@@ -127,18 +136,20 @@ def _bench_onnx(scorer: OnnxScorer, texts: Sequence[str], batch_sizes: Sequence[
         for mode, stats in (("included", measure(batches, scorer.predict, size)),
                             ("excluded", measure(tokenized, scorer.predict_encoded, size))):
             rows.append({"engine": f"onnx-{scorer.variant}", "provider": scorer.provider, "batch_size": size,
-                         "tokenization": mode, **stats, "pass_size": min(size, scorer.max_pass_size)})
+                         "tokenization": mode, **stats, "pass_size": min(size, scorer.max_pass_size),
+                         "threads": threads})
             log.info("%s", rows[-1])
     return rows
 
 
-def _bench_torch(model_dir: str, texts: Sequence[str], batch_sizes: Sequence[int],
-                 max_length: int) -> list[dict[str, Any]]:
+def _bench_torch(model_dir: str, texts: Sequence[str], batch_sizes: Sequence[int], max_length: int,
+                 threads: int) -> list[dict[str, Any]]:
     import torch
 
     from trainer.model import load_model
     from trainer.predict import TorchPredictor, pad_batch
 
+    torch.set_num_threads(threads)
     model, tokenizer, _ = load_model(model_dir)
     pass_size = DEFAULT_PASS_SIZE[CPU]
     predictor = TorchPredictor(model, tokenizer, max_length=max_length, batch_size=pass_size)
@@ -162,7 +173,7 @@ def _bench_torch(model_dir: str, texts: Sequence[str], batch_sizes: Sequence[int
         for mode, stats in (("included", measure(batches, predictor.predict, size)),
                             ("excluded", measure(encoded, predict_encoded, size))):
             rows.append({"engine": "torch-fp32", "provider": "cpu", "batch_size": size, "tokenization": mode,
-                         **stats, "pass_size": min(size, pass_size), "threads": torch.get_num_threads()})
+                         **stats, "pass_size": min(size, pass_size), "threads": threads})
             log.info("%s", rows[-1])
     return rows
 
@@ -216,11 +227,12 @@ def format_table(result: dict[str, Any]) -> str:
     machine, stats = result["machine"], result["texts"]
     lines = [f"machine: {machine['cpu']}, {machine['cores']} cores, GPU: {machine['gpu'] or 'none'}",
              f"texts: {stats['n']} from the {stats['source']}, mean {stats['mean_tokens']} tokens",
-             f"{'engine':<11} {'provider':<22} {'batch':>5} {'tokenization':<12} {'texts/s':>9} "
-             f"{'p50 ms':>9} {'p99 ms':>9}"]
+             f"{'engine':<11} {'provider':<22} {'threads':>7} {'batch':>5} {'tokenization':<12} {'texts/s':>9} "
+             f"{'p50 ms':>9} {'p99 ms':>9} {'texts/cpu-s':>11}"]
     for row in result["inference"]:
-        lines.append(f"{row['engine']:<11} {row['provider']:<22} {row['batch_size']:>5} {row['tokenization']:<12} "
-                     f"{row['texts_per_s']:>9.1f} {row['p50_ms']:>9.2f} {row['p99_ms']:>9.2f}")
+        lines.append(f"{row['engine']:<11} {row['provider']:<22} {row['threads']:>7} {row['batch_size']:>5} "
+                     f"{row['tokenization']:<12} {row['texts_per_s']:>9.1f} {row['p50_ms']:>9.2f} "
+                     f"{row['p99_ms']:>9.2f} {row['texts_per_cpu_s']:>11.1f}")
     e2e = result.get("end_to_end")
     if e2e:
         lines.append("end to end: " + ", ".join(f"{key} {value}" for key, value in e2e.items()))

@@ -36,36 +36,34 @@ from streamer.broker import embedded_broker, free_port
 
 log = logging.getLogger(__name__)
 
-MAX_RATE_SECONDS = 25.0  # aim for this long a drain at full speed
-LATENCY_SECONDS = 20.0
-BASELINE_SECONDS = 20.0
+PHASE_SECONDS = 20.0  # length of each measurement (bare: half of it)
 
 
 def run_end_to_end(bundle_dir: str, brokers: str | None, batch_size: int = 32, model_dir: str | None = None,
-                   texts: list[str] | None = None) -> dict[str, Any]:
+                   texts: list[str] | None = None, phase_seconds: float = PHASE_SECONDS) -> dict[str, Any]:
     """Run all four measurements; starts an embedded broker when `brokers` is None."""
     from streamer.scorer import load_scorer
 
     texts = texts or _bench_texts()
     scorer = load_scorer(bundle_dir, "auto", 0)
-    bare_before = _bare_throughput(scorer, texts, batch_size)
+    bare_before = _bare_throughput(scorer, texts, batch_size, phase_seconds / 2)
     engine = "onnx-" + scorer.precision
     with contextlib.ExitStack() as stack:
         if brokers is None:
             brokers = stack.enter_context(embedded_broker())
-        settings = load_settings(environ={"SENTIWATCH_BROKERS": brokers})
+        settings = load_settings(overrides={"brokers": brokers})
         run_id = uuid.uuid4().hex[:8]
-        count = max(int(bare_before * MAX_RATE_SECONDS), 4 * batch_size)
+        count = max(int(bare_before * phase_seconds), 4 * batch_size)
         with _worker(bundle_dir, brokers, batch_size, run_id):
             max_rate = asyncio.run(_max_rate(settings, run_id, texts, count))
-            latencies = asyncio.run(_latencies(settings, run_id, texts, rate=max_rate / 2))
+            latencies = asyncio.run(_latencies(settings, run_id, texts, max_rate / 2, phase_seconds))
         # Measured again now that the worker is gone: on a shared machine the load changes during the run, and
         # the better of the two keeps the streaming/bare ratio from flattering the streamer.
-        bare_after = _bare_throughput(scorer, texts, batch_size)
+        bare_after = _bare_throughput(scorer, texts, batch_size, phase_seconds / 2)
         bare = max(bare_before, bare_after)
         del scorer
         # After the worker has stopped, so the two never compete for the cores.
-        baseline, note = _baseline(settings, texts, model_dir or _source_model(bundle_dir))
+        baseline, note = _baseline(settings, texts, model_dir or _source_model(bundle_dir), phase_seconds)
     result: dict[str, Any] = {
         "engine": engine,
         "batch_size": batch_size,
@@ -98,9 +96,9 @@ def _source_model(bundle_dir: str) -> str | None:
     return source if source and (Path(source) / "config.json").is_file() else None
 
 
-def _bare_throughput(scorer: Any, texts: list[str], batch_size: int) -> float:
+def _bare_throughput(scorer: Any, texts: list[str], batch_size: int, seconds: float) -> float:
     scorer.predict(texts[:batch_size])  # warm-up
-    deadline = time.perf_counter() + 10.0
+    deadline = time.perf_counter() + seconds
     done, started = 0, time.perf_counter()
     while time.perf_counter() < deadline or done < 4 * batch_size:
         start = (done % max(1, len(texts) - batch_size))
@@ -162,12 +160,12 @@ async def _max_rate(settings: Settings, run_id: str, texts: list[str], count: in
     return (len(stamps) - first_batch) / max(stamps[-1] - stamps[0], 1e-3)
 
 
-async def _latencies(settings: Settings, run_id: str, texts: list[str], rate: float) -> list[float]:
+async def _latencies(settings: Settings, run_id: str, texts: list[str], rate: float, seconds: float) -> list[float]:
     from streamer.replay import produce
 
-    count = max(int(rate * LATENCY_SECONDS), 50)
+    count = max(int(rate * seconds), 50)
     topic = f"bench-{run_id}.scored"
-    reader = asyncio.ensure_future(read_scored(settings, topic, count, timeout=LATENCY_SECONDS * 10,
+    reader = asyncio.ensure_future(read_scored(settings, topic, count, timeout=max(seconds * 10, 60),
                                                 prefix="lat"))
     await produce(settings, f"bench-{run_id}.texts", bench_records(texts, count, "lat"), rate=rate)
     records = await reader
@@ -201,26 +199,28 @@ async def read_scored(settings: Settings, topic: str, count: int, timeout: float
     return list(found.values())
 
 
-def _baseline(settings: Settings, texts: list[str], model_dir: str | None) -> tuple[float | None, str | None]:
+def _baseline(settings: Settings, texts: list[str], model_dir: str | None,
+              seconds: float) -> tuple[float | None, str | None]:
     if model_dir is None:
         return None, "baseline skipped: no Hugging Face model folder (pass model_dir / sentiwatch bench --model)"
-    return asyncio.run(_baseline_loop(settings, texts, model_dir)), None
+    return asyncio.run(_baseline_loop(settings, texts, model_dir, seconds)), None
 
 
-async def _baseline_loop(settings: Settings, texts: list[str], model_dir: str) -> float:
+async def _baseline_loop(settings: Settings, texts: list[str], model_dir: str, seconds: float) -> float:
     """The loop a user would write: consume, classify one record, produce the result."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from transformers import pipeline
 
+    from streamer.kafka import aiokafka_options
     from streamer.replay import produce
 
     classify = pipeline("text-classification", model=model_dir, device="cpu")
     classify(texts[0])  # warm-up
     topic = f"baseline-{uuid.uuid4().hex[:8]}"
     await produce(settings, topic + ".in", bench_records(texts, 2000, "b"))
-    consumer = AIOKafkaConsumer(topic + ".in", bootstrap_servers=settings.brokers, group_id=topic,
+    consumer = AIOKafkaConsumer(topic + ".in", **aiokafka_options(settings), group_id=topic,
                                 auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.brokers)
+    producer = AIOKafkaProducer(**aiokafka_options(settings))
     await consumer.start()
     await producer.start()
     done, started = 0, None
@@ -231,7 +231,7 @@ async def _baseline_loop(settings: Settings, texts: list[str], model_dir: str) -
             record["sentiment"] = classify(record["text"], truncation=True)[0]
             await producer.send(topic + ".out", json.dumps(record).encode("utf-8"))
             done += 1
-            if time.perf_counter() - started > BASELINE_SECONDS or done == 2000:
+            if time.perf_counter() - started > seconds or done == 2000:
                 break
     finally:
         await consumer.stop()

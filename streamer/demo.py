@@ -232,7 +232,9 @@ async def _replay_and_watch(settings: Settings, records: list[dict[str, Any]], p
     encoded = [encode_record(record) for record in records]
     producer_task = asyncio.create_task(produce(settings, settings.input_topic, encoded))
     deadline = time.monotonic() + timeout
-    shown = 0
+    # A terminal gets a live table every second; a log file one every 10 s, to stay readable.
+    render_every = 1.0 if sys.stdout.isatty() else 10.0
+    shown, rendered_at = 0, 0.0
     try:
         while time.monotonic() < deadline:
             if worker.poll() is not None:
@@ -240,8 +242,9 @@ async def _replay_and_watch(settings: Settings, records: list[dict[str, Any]], p
             if producer_task.done() and producer_task.exception():
                 raise producer_task.exception()
             status = await asyncio.to_thread(_get_json, base_url + "/status")
-            if status is not None:
+            if status is not None and (time.monotonic() - rendered_at >= render_every or len(alerts) > shown):
                 _render(status, len(records))
+                rendered_at = time.monotonic()
             for alert in alerts[shown:]:
                 _print_alert(alert)
             shown = len(alerts)

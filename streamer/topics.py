@@ -18,6 +18,9 @@ PRODUCER = "producer"
 WATCHLIST = "watchlist"
 MODEL = "model"
 
+# A topic name longer than this never becomes a metric label (a producer could send a whole text as `topic`).
+MAX_LABEL_CHARS = 100
+
 
 class Watchlist:
     """Keyword lists per topic, compiled once; a term matches as a whole word ("acme" not in "acmeville")."""
@@ -71,6 +74,8 @@ class TopicCap:
     def label(self, topic: str) -> str:
         if topic in self._admitted:
             return topic
+        if len(topic) > MAX_LABEL_CHARS:
+            return OTHER_TOPIC
         # `other` itself is admitted for free so that the cap counts real topics.
         if len(self._admitted) - 1 < self._cap:
             self._admitted.add(topic)

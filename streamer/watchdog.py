@@ -9,7 +9,12 @@ trusted to notice, so the watchdog asks the brokers itself and keeps its own clo
 
 - no broker has answered for `kafka_unreachable_exit_seconds` -> exit;
 - the brokers answer but one of the worker's topics is gone (they lost their data) -> exit, because
-  only a fresh start recreates the topics and rejoins cleanly;
+  only a fresh start recreates the topics and rejoins cleanly. This must happen before the worker
+  commits anything there: on rejoining an emptied broker, Faust commits its old offsets while the
+  partitions are revoked (seen here: 0.4 s after reconnecting), which makes a restarted worker skip
+  the records produced since. So every rebalance first probes the brokers synchronously
+  (`guard_rebalances`), and while the brokers are away the thread probes every
+  PROBE_INTERVAL_OUTAGE_SECONDS;
 - SIGTERM/SIGINT received and the process still alive after `shutdown_timeout_seconds` -> exit.
 """
 
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 EXIT_STATUS = 1
 PROBE_INTERVAL_SECONDS = 2.5
+PROBE_INTERVAL_OUTAGE_SECONDS = 0.5
 PROBE_TIMEOUT_SECONDS = 5.0
 
 
@@ -52,6 +58,10 @@ class BrokerVerdict:
         self._unreachable_since: float | None = None
         self._missing_before: tuple[str, ...] = ()
 
+    def interval(self) -> float:
+        """Seconds to the next probe: short while the brokers are away, to see them come back at once."""
+        return PROBE_INTERVAL_OUTAGE_SECONDS if self._unreachable_since is not None else PROBE_INTERVAL_SECONDS
+
     def observe(self, probe: Probe, now: float) -> str | None:
         if not probe.reachable:
             if self._unreachable_since is None:
@@ -61,11 +71,12 @@ class BrokerVerdict:
             if now - self._unreachable_since >= self._limit:
                 return f"Kafka at {self._brokers} unreachable for {now - self._unreachable_since:.0f} s"
             return None
-        if self._unreachable_since is not None:
+        after_outage = self._unreachable_since is not None
+        if after_outage:
             log.info("watchdog: Kafka at %s answers again", self._brokers)
         self._unreachable_since = None
-        # Two probes in a row, so a topic being recreated by a peer in between is not mistaken for loss.
-        gone = tuple(name for name in probe.missing if name in self._missing_before)
+        # Without an outage, two probes in a row: a topic a peer is recreating is not mistaken for loss.
+        gone = probe.missing if after_outage else tuple(name for name in probe.missing if name in self._missing_before)
         self._missing_before = probe.missing
         if gone:
             return (f"Kafka topic(s) {', '.join(gone)} no longer exist at {self._brokers} "
@@ -104,6 +115,28 @@ class Watchdog:
     def start(self) -> None:
         threading.Thread(target=self._run_probes, name="watchdog", daemon=True).start()
 
+    def guard_rebalances(self, app: Any) -> None:
+        """Probe before every rebalance of `app` (a faust.App), ahead of the commit Faust makes on revoke."""
+        start_rebalance = app.on_rebalance_start
+
+        def checked_rebalance_start() -> None:
+            self.check_now()
+            start_rebalance()
+
+        # Instance attribute: Faust's rebalance listener calls app.on_rebalance_start() first thing.
+        app.on_rebalance_start = checked_rebalance_start
+
+    def check_now(self) -> None:
+        """One synchronous probe; exits if a topic is gone. Runs in its own thread: the caller may be in a loop."""
+        result: list[Probe] = []
+        probe = threading.Thread(target=lambda: result.append(asyncio.run(probe_brokers(self._options, self._topics))),
+                                 name="watchdog-check", daemon=True)
+        probe.start()
+        probe.join(PROBE_TIMEOUT_SECONDS + 1)
+        if result and result[0].reachable and result[0].missing and not self._stopping.is_set():
+            self._give_up(f"Kafka topic(s) {', '.join(result[0].missing)} no longer exist at a rebalance "
+                          "(the brokers lost their data?); a restart recreates them")
+
     def arm_shutdown(self) -> None:
         """A stop was asked for: from now on the process has `shutdown_timeout_seconds` to be gone."""
         if self._stopping.is_set():
@@ -118,7 +151,7 @@ class Watchdog:
         loop = asyncio.new_event_loop()
         try:
             # While stopping, a vanishing broker is expected; the deadline alone decides then.
-            while not self._stopping.wait(PROBE_INTERVAL_SECONDS):
+            while not self._stopping.wait(self._verdict.interval()):
                 probe = loop.run_until_complete(probe_brokers(self._options, self._topics))
                 reason = self._verdict.observe(probe, time.monotonic())
                 if reason and not self._stopping.is_set():

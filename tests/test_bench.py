@@ -27,13 +27,13 @@ def test_bench_writes_contract_json(tiny_bundle_dir: Path, tiny_model_dir: Path,
         (engine, size, mode) for engine in ("torch-fp32", "onnx-fp32", "onnx-int8")
         for size in (1, 8) for mode in ("included", "excluded")}
     for row in rows:
-        assert row["texts_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], row
+        assert row["texts_per_s"] > 0 and row["texts_per_cpu_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], row
     assert "onnx-int8" in capsys.readouterr().out  # the readable table
 
 
 def test_stats_and_arguments() -> None:
-    assert latency_stats([0.1, 0.1, 0.2, 0.2], texts_per_batch=8) == {"texts_per_s": 53.3, "p50_ms": 150.0,
-                                                                      "p99_ms": 200.0}
+    assert latency_stats([0.1, 0.1, 0.2, 0.2], texts_per_batch=8, cpu_seconds=0.4) == {
+        "texts_per_s": 53.3, "p50_ms": 150.0, "p99_ms": 200.0, "texts_per_cpu_s": 80.0}
     assert parse_batch_sizes("1, 8,32") == [1, 8, 32]
     for bad in ("", "8,x", "0,4"):
         with pytest.raises(SentiwatchError, match="--batch-sizes"):

@@ -33,15 +33,18 @@ def wait_exit(worker: WorkerProcess, until: float) -> int | None:
     return worker.process.poll()
 
 
-def test_verdict_waits_for_the_limit_and_for_a_second_missing_probe():
+def test_verdict_waits_for_the_limit_and_exits_at_once_on_topics_lost_in_an_outage():
     verdict = BrokerVerdict("b:9092", unreachable_limit=30)
-    assert verdict.observe(Probe(False), 0) is None
-    assert verdict.observe(Probe(False), 29) is None
-    assert "unreachable for 30 s" in verdict.observe(Probe(False), 30)
-    assert verdict.observe(Probe(True), 31) is None  # answering again resets the clock
+    assert verdict.observe(Probe(True, ("t",)), 0) is None  # missing once, no outage: a peer may be creating it
+    assert verdict.observe(Probe(True), 2) is None
+    assert verdict.observe(Probe(False), 3) is None
+    assert verdict.interval() < 1  # while away, look often: the return must be seen at once
     assert verdict.observe(Probe(False), 32) is None
-    assert verdict.observe(Probe(True, ("t",)), 33) is None  # a topic missing once may be being recreated
-    assert "t no longer exist" in verdict.observe(Probe(True, ("t",)), 36)
+    assert "unreachable for 30 s" in verdict.observe(Probe(False), 33)
+    assert verdict.observe(Probe(True), 34) is None  # answering again, all topics there: go on
+    assert verdict.interval() > 1
+    assert verdict.observe(Probe(False), 35) is None
+    assert "t no longer exist" in verdict.observe(Probe(True, ("t",)), 36)  # back, but emptied
 
 
 def test_broker_restart_under_a_running_worker(tiny_bundle_dir, tmp_path):

@@ -36,3 +36,9 @@ def test_cap_bounds_labels_and_prefers_configured_topics():
     assert cap.label("ACME") == "ACME"
     assert cap.label(OTHER_TOPIC) == OTHER_TOPIC
     assert len(cap.admitted - {OTHER_TOPIC}) == 3
+
+
+def test_overlong_topics_are_not_labels():
+    cap = TopicCap(10)
+    assert cap.label("x" * 101) == OTHER_TOPIC
+    assert cap.label("x" * 100) == "x" * 100
