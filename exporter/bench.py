@@ -51,7 +51,7 @@ def bench_command(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"machine": machine_info(), "texts": text_stats(texts, bundle),
                               "inference": run_inference(bundle, args.model, texts, batch_sizes, threads)}
     if end_to_end is not None:
-        result["end_to_end"] = end_to_end(bundle, args.brokers, batch_size=32)
+        result["end_to_end"] = end_to_end(bundle, args.brokers, batch_size=32, model_dir=args.model)
     print(format_table(result))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -179,7 +179,7 @@ def _bench_torch(model_dir: str, texts: Sequence[str], batch_sizes: Sequence[int
 
 
 def end_to_end_runner() -> Callable[..., dict[str, Any]]:
-    """`streamer.bench_e2e.run_end_to_end(bundle_dir, brokers, batch_size)`, owned by the streamer part."""
+    """`streamer.bench_e2e.run_end_to_end(bundle_dir, brokers, batch_size, model_dir)`, owned by the streamer part."""
     try:
         from streamer.bench_e2e import run_end_to_end
     except ModuleNotFoundError as exc:

@@ -125,6 +125,8 @@ def _build_int8(raw: Path, encoder_config: Any, target: Path, isa: str, entry: d
     most helpful first (ranked by the agreement each reaches alone). Returns the limits still missed."""
 
     def attempt(keep: list[str]) -> list[str]:
+        if keep:
+            log.info("int8 missed parity; retrying with %d MatMul(s) kept in fp32: %s", len(keep), ", ".join(keep))
         graphs.quantize_int8(raw, encoder_config, target, isa, keep_fp32=keep)
         entry["fp32_nodes"] = keep
         return check()

@@ -7,10 +7,12 @@ and `ORTQuantizer` (dynamic int8) are then applied to that graph.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import onnx
@@ -65,7 +67,8 @@ def optimize(fp32_path: Path, encoder_config: PretrainedConfig, out_path: Path, 
         ort.set_default_logger_severity(4 if for_gpu else ORT_DEFAULT_LOG_SEVERITY)
         try:
             # ORTOptimizer also writes config/preprocessor files; only the graph goes into the bundle.
-            ORTOptimizer([fp32_path], config=encoder_config).optimize(config, save_dir=work, file_suffix=None)
+            with _fusion_logs_hidden():
+                ORTOptimizer([fp32_path], config=encoder_config).optimize(config, save_dir=work, file_suffix=None)
         finally:
             ort.set_default_logger_severity(ORT_DEFAULT_LOG_SEVERITY)
         shutil.move(str(Path(work) / fp32_path.name), out_path)
@@ -88,8 +91,9 @@ def quantize_int8(fp32_path: Path, encoder_config: PretrainedConfig, out_path: P
         config = getattr(AutoQuantizationConfig, isa)(is_static=False, per_channel=True, reduce_range=True,
                                                       nodes_to_quantize=nodes)
     with tempfile.TemporaryDirectory() as work:
-        quantizer = ORTQuantizer(fp32_path, config=encoder_config)
-        written = quantizer.quantize(quantization_config=config, save_dir=work, file_suffix=None)
+        with _fusion_logs_hidden():
+            quantizer = ORTQuantizer(fp32_path, config=encoder_config)
+            written = quantizer.quantize(quantization_config=config, save_dir=work, file_suffix=None)
         shutil.move(str(Path(written) / fp32_path.name), out_path)
 
 
@@ -108,6 +112,20 @@ def down_projections(path: Path) -> list[str]:
     return [node.name for node in graph.node
             if node.op_type == "MatMul" and len(shapes.get(node.input[1], ())) == 2
             and shapes[node.input[1]][0] > shapes[node.input[1]][1]]
+
+
+@contextlib.contextmanager
+def _fusion_logs_hidden() -> Iterator[None]:
+    """ORT's optimizer and quantizer log every fusion and every tensor at INFO through the root logger,
+    hundreds of lines per export; they stay visible with --debug."""
+    root = logging.getLogger()
+    level = root.level
+    if level > logging.DEBUG:
+        root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def detect_int8_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:

@@ -38,6 +38,8 @@ def write_manifest(out_dir: Path, *, model_dir: Path, meta: dict[str, Any], base
     manifest = {
         "format_version": FORMAT_VERSION,
         "model_version": model_version(model_dir, meta),
+        # Where the model folder was at export time (for benchmarks that compare with PyTorch).
+        "source_model": str(model_dir.resolve()),
         "base_model": str(meta.get("base_model") or base_model),
         "data_fingerprints": meta.get("data_fingerprints"),
         "training": {key: value for key, value in meta.items() if key not in _LABEL_KEYS},

@@ -118,7 +118,7 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
             batch = [ScoredMessage(_key(e.message.key), e.message.value, e.message.timestamp,
                                    _source(e.message.headers)) for e in events]
-            window_stage.process(batch)
+            window_stage.process(batch)  # synchronous: a shutdown cannot cut a batch in half here
 
     @app.timer(interval=float(min(settings.window_seconds, 10)))
     async def close_idle_windows() -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import re
 from typing import Any
 
 # The fixed set of dead-letter reasons (metric label values).
@@ -66,7 +67,22 @@ def validate(raw: bytes | None, kafka_timestamp: float, max_text_bytes: int) -> 
         return Rejected(NOT_JSON, f"invalid JSON: {detail}")
     if not isinstance(value, dict):
         return Rejected(NOT_OBJECT, f"expected a JSON object, got {type(value).__name__}")
+    # JSON may escape a lone surrogate (\ud800): it decodes, but no UTF-8 output can carry it, so the
+    # scored record could not be encoded and the whole batch would fail. Only such escapes need the check.
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
+        return Rejected(NOT_UTF8, "a \\u escape in the JSON is a lone surrogate, which is not valid Unicode")
     return validate_fields(value, kafka_timestamp, max_text_bytes)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def validate_fields(value: dict[str, Any], kafka_timestamp: float, max_text_bytes: int) -> TextRecord | Rejected:
@@ -129,15 +145,26 @@ def iso_utc(epoch_seconds: float) -> str:
     return dt.datetime.fromtimestamp(epoch_seconds, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# A dead letter must fit in one Kafka message (1 MB by default) after base64 (+33%): a larger original
+# is cut to this many bytes. Unbounded, a 1 MB input made the DLQ send fail and crashed the score agent.
+MAX_DEAD_LETTER_RAW_BYTES = 512 * 1024
+
+
 def dead_letter(raw: bytes | None, rejected: Rejected, kafka_topic: str, partition: int, offset: int,
                 now: float) -> dict[str, Any]:
-    """The contract's DLQ record (plus `detail`): the original bytes survive intact (base64)."""
-    return {
+    """The contract's DLQ record (plus `detail`): the original bytes survive intact (base64), unless they are
+    over MAX_DEAD_LETTER_RAW_BYTES: then `raw` holds their start, `raw_truncated` is true and `raw_bytes`
+    says how long the original was (its offset is in the record to fetch it while the topic keeps it)."""
+    raw = raw or b""
+    record = {
         "reason": rejected.reason,
         "detail": rejected.detail,
-        "raw": base64.b64encode(raw or b"").decode("ascii"),
+        "raw": base64.b64encode(raw[:MAX_DEAD_LETTER_RAW_BYTES]).decode("ascii"),
         "kafka_topic": kafka_topic,
         "partition": partition,
         "offset": offset,
         "at": iso_utc(now),
     }
+    if len(raw) > MAX_DEAD_LETTER_RAW_BYTES:
+        record.update(raw_truncated=True, raw_bytes=len(raw))
+    return record

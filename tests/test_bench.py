@@ -13,7 +13,9 @@ from sentiwatch.errors import SentiwatchError
 
 
 def test_bench_writes_contract_json(tiny_bundle_dir: Path, tiny_model_dir: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+                                    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # One thread: two OpenMP threads crawl when the test machine's cores are busy with other work.
+    monkeypatch.setenv("SENTIWATCH_INTRA_OP_THREADS", "1")
     out = tmp_path / "bench.json"
     assert main(["bench", "--bundle", str(tiny_bundle_dir), "--model", str(tiny_model_dir), "--skip-end-to-end",
                  "--batch-sizes", "1,8", "--texts", "16", "--output", str(out)]) == 0
@@ -28,6 +30,7 @@ def test_bench_writes_contract_json(tiny_bundle_dir: Path, tiny_model_dir: Path,
         for size in (1, 8) for mode in ("included", "excluded")}
     for row in rows:
         assert row["texts_per_s"] > 0 and row["texts_per_cpu_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], row
+        assert row["threads"] == 1
     assert "onnx-int8" in capsys.readouterr().out  # the readable table
 
 

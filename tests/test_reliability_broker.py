@@ -99,7 +99,7 @@ def test_no_broker_sigterm_is_bounded_and_a_lone_worker_exits(tiny_bundle_dir, t
     stopped = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "stopped.log",
                             env={"SENTIWATCH_SHUTDOWN_TIMEOUT_SECONDS": "10"})
     lone = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "lone.log",
-                         env={"SENTIWATCH_KAFKA_UNREACHABLE_EXIT_SECONDS": "15"})
+                         env={"SENTIWATCH_KAFKA_UNREACHABLE_EXIT_SECONDS": "8"})
     try:
         stopped.wait_ready()
         lone.wait_ready()

@@ -18,7 +18,7 @@ from tests.streaming_helpers import running_broker
 
 pytestmark = pytest.mark.integration
 
-RECORDS = 3000
+RECORDS = 2000
 IN_FLIGHT = 4 * 64  # batches (SENTIWATCH_BATCH_MAX=64) that may be in hand between the status read and the kill
 
 

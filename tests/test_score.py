@@ -83,3 +83,19 @@ def test_cli_score_jsonl_with_custom_columns(tiny_bundle_dir: Path, tmp_path: Pa
     assert records[0]["error"] is None and "is int, not text" in records[1]["error"]
     assert "2 rows, 1 scored, 1 with errors, 0 truncated" in capsys.readouterr().out
     assert main(["score", "--bundle", str(tmp_path), "--input", str(source), "--output", str(out)]) == 1
+
+
+def test_variant_plan_puts_fp16_on_cuda_and_int8_only_on_cpu(tiny_bundle_dir: Path) -> None:
+    import dataclasses
+
+    from streamer.bundle import Variant, load_bundle
+    from streamer.scorer import CUDA, candidate_plan
+
+    bundle = load_bundle(tiny_bundle_dir)
+    fp16 = Variant("fp16", tiny_bundle_dir / "model-fp16.onnx", "fp16", CUDA, {})
+    full = dataclasses.replace(bundle, variants={**bundle.variants, "fp16": fp16})
+    assert candidate_plan(full, "auto", cuda_available=True) == [
+        ("fp16", CUDA), ("fp32", CUDA), ("int8", CPU), ("fp32", CPU)]
+    assert candidate_plan(full, "auto", cuda_available=False) == [("int8", CPU), ("fp32", CPU)]
+    assert candidate_plan(full, "int8", cuda_available=True) == [("int8", CPU)]
+    assert candidate_plan(full, "fp32", cuda_available=True) == [("fp32", CUDA), ("fp32", CPU)]
