@@ -95,23 +95,32 @@ def test_no_broker_sigterm_is_bounded_and_a_lone_worker_exits(tiny_bundle_dir, t
     port = free_port()
     brokers = f"127.0.0.1:{port}"
     broker = start_broker("127.0.0.1", port)
-    # One worker is stopped with SIGTERM after the broker is gone (defaults); the other is left alone.
-    stopped = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "stopped.log",
-                            env={"SENTIWATCH_SHUTDOWN_TIMEOUT_SECONDS": "10"})
+    # The busy worker is scoring a backlog when the broker goes; then it gets SIGTERM. Its batch in hand can
+    # never be sent, so a graceful stop cannot finish: the deadline must end it. The lone worker is idle
+    # and left alone: it must exit by itself.
+    busy_env = {"SENTIWATCH_INPUT_TOPIC": "busy.texts", "SENTIWATCH_SCORED_TOPIC": "busy.scored",
+                "SENTIWATCH_DLQ_TOPIC": "busy.dlq", "SENTIWATCH_ALERTS_TOPIC": "busy.alerts",
+                "SENTIWATCH_CONSUMER_GROUP": "busy", "SENTIWATCH_BATCH_MAX": "64",
+                "SENTIWATCH_SHUTDOWN_TIMEOUT_SECONDS": "10"}
+    produce(brokers, "busy.texts", texts("busy", 30_000))
+    busy = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "busy.log", env=busy_env)
     lone = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "lone.log",
                          env={"SENTIWATCH_KAFKA_UNREACHABLE_EXIT_SECONDS": "8"})
     try:
-        stopped.wait_ready()
+        busy.wait_ready()
         lone.wait_ready()
+        deadline = time.monotonic() + 60
+        while busy.status()["records_processed"] < 1000 and time.monotonic() < deadline:
+            time.sleep(0.1)
         broker_gone_at = time.monotonic()
         stop_broker(broker)
-        code, seconds = stopped.terminate(timeout=40)
-        assert code is not None and seconds < 10 + 5, stopped.log_tail()
+        code, seconds = busy.terminate(timeout=40)
+        assert code is not None and seconds < 10 + 5, busy.log_tail()
 
         code = wait_exit(lone, broker_gone_at + DEADLINE)
         assert code not in (None, 0), lone.log_tail()
         assert "unreachable for" in lone.log_tail()
     finally:
-        stopped.kill()
+        busy.kill()
         lone.kill()
         stop_broker(broker)
