@@ -47,6 +47,7 @@ class CrashReport:
     scored_with_duplicates: int
     windows_off: dict[str, int]  # "topic@start" -> window count minus the unique recount, where not 0
     windows_below_unique: int  # windows holding fewer than the unique records scored into them
+    worst_topic_shortfall: int  # the most records one topic's windows miss against the unique recount
     windows_above_all: int  # windows holding more than every scored copy, duplicates included
 
     @property
@@ -152,6 +153,10 @@ def measure(scenario: str, brokers: str, env: dict[str, str], inputs: list[tuple
                           for r, v in zip(scored, values, strict=True))
     windows = settled_windows(workers)
     off = {key: windows.get(key, 0) - recount.get(key, 0) for key in set(windows) | set(recount)}
+    shortfall: Counter[str] = Counter()
+    for key, difference in off.items():
+        if difference < 0:
+            shortfall[key.rsplit("@", 1)[0]] -= difference
     return CrashReport(scenario=scenario, records=len(inputs), killed_after=killed_after,
                        lost=len(expected - set(ids)), duplicates=sum(ids.values()) - len(ids),
                        recovery_seconds=round(recovery, 1), resume_seconds=round(resumed, 1),
@@ -159,6 +164,7 @@ def measure(scenario: str, brokers: str, env: dict[str, str], inputs: list[tuple
                        unique_scored=len(ids), scored_with_duplicates=sum(ids.values()),
                        windows_off={k: v for k, v in sorted(off.items()) if v},
                        windows_below_unique=sum(1 for k, v in off.items() if v < 0),
+                       worst_topic_shortfall=max(shortfall.values(), default=0),
                        windows_above_all=sum(1 for k in off if windows.get(k, 0) > recount_all.get(k, 0)))
 
 

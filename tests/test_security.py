@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -98,6 +99,7 @@ def test_sasl_password_never_printed_even_with_debug(tmp_path):
     assert "sentiwatch" in result.stderr and secret not in result.stdout + result.stderr
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
 def test_mutual_tls_files_reach_the_ssl_context(tmp_path):
     key, cert = tmp_path / "client.key", tmp_path / "client.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",

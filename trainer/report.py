@@ -143,11 +143,11 @@ def model_card(meta: dict, metrics: dict, data_report: dict, split_sizes: dict) 
         f"Settings: {training['config']}.",
         "",
         "## Limits",
-        "- English only; the sentiment data is tweets from 2015 on four subjects, so other domains, "
+        "- English only; the sentiment data is tweets from around 2015 on four subjects, so other domains, "
         "sarcasm, and long texts are less reliable.",
-        "- The topic head knows only the topic labels above (from news articles); short texts about other "
-        "subjects still get one of them, usually with low confidence. The streamer therefore uses "
-        "producer topics and a watchlist first and the model's topic only above a confidence threshold.",
+        "- The topic head knows only the topic labels above, learnt from long news articles; a short text "
+        "about another subject still gets one of them. The streamer therefore uses producer topics and a "
+        "watchlist first and the model's topic only above a confidence threshold.",
         "- Labels in the tweet data are crowd-sourced; some texts appear with conflicting labels.",
         "- Not for decisions about individuals.",
         "",
