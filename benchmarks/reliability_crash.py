@@ -48,6 +48,7 @@ class CrashReport:
     windows_off: dict[str, int]  # "topic@start" -> window count minus the unique recount, where not 0
     windows_below_unique: int  # windows holding fewer than the unique records scored into them
     worst_topic_shortfall: int  # the most records one topic's windows miss against the unique recount
+    late: int  # records the surviving workers counted as late (for a closed window): never in a window
     windows_above_all: int  # windows holding more than every scored copy, duplicates included
 
     @property
@@ -165,6 +166,7 @@ def measure(scenario: str, brokers: str, env: dict[str, str], inputs: list[tuple
                        windows_off={k: v for k, v in sorted(off.items()) if v},
                        windows_below_unique=sum(1 for k, v in off.items() if v < 0),
                        worst_topic_shortfall=max(shortfall.values(), default=0),
+                       late=int(sum(worker.metrics()[("sentiwatch_late_records_total", ())] for worker in workers)),
                        windows_above_all=sum(1 for k in off if windows.get(k, 0) > recount_all.get(k, 0)))
 
 

@@ -57,7 +57,7 @@ class TrainConfig:
     # With --limit, the topic task keeps at least this share of the examples (BBC is 6% of the data).
     min_topic_share: float = 0.1
     # The word-embedding matrix is half of MiniLM's parameters; freezing it saves its gradient and
-    # AdamW update (77 -> 89 examples/s in one measurement here) and keeps the pre-trained vocabulary.
+    # AdamW update (roughly 77 -> 89 examples/s here) and keeps the pre-trained vocabulary.
     freeze_word_embeddings: bool = True
     # Wall-clock budget for the loop. The learning rate decays with whichever is further along,
     # steps or time, so a run the budget cuts short still ends annealed; at the budget it
