@@ -49,6 +49,7 @@ class CrashReport:
     windows_below_unique: int  # windows holding fewer than the unique records scored into them
     worst_topic_shortfall: int  # the most records one topic's windows miss against the unique recount
     late: int  # records the surviving workers counted as late (for a closed window): never in a window
+    supervisor_restarts: int  # workers that exited on their own (watchdog) and were started again
     windows_above_all: int  # windows holding more than every scored copy, duplicates included
 
     @property
@@ -71,7 +72,9 @@ def topic_env(name: str) -> dict[str, str]:
     return {"SENTIWATCH_INPUT_TOPIC": f"{name}.texts", "SENTIWATCH_SCORED_TOPIC": f"{name}.scored",
             "SENTIWATCH_DLQ_TOPIC": f"{name}.dlq", "SENTIWATCH_ALERTS_TOPIC": f"{name}.alerts",
             "SENTIWATCH_CONSUMER_GROUP": name, "SENTIWATCH_BATCH_MAX": "64",
-            "SENTIWATCH_BATCH_WITHIN_SECONDS": "0.05", "SENTIWATCH_LONG_WINDOW_SECONDS": "3600"}
+            "SENTIWATCH_BATCH_WITHIN_SECONDS": "0.05", "SENTIWATCH_LONG_WINDOW_SECONDS": "3600",
+            # A stuck worker exits after this long (watchdog) and is started again (`supervise`).
+            "SENTIWATCH_LIVENESS_STALL_SECONDS": "25"}
 
 
 def run_restart(bundle: Path, brokers: str, n: int, log_dir: Path, name: str = "crash") -> CrashReport:
@@ -80,21 +83,20 @@ def run_restart(bundle: Path, brokers: str, n: int, log_dir: Path, name: str = "
     inputs = records(n, f"{name}-")
     produce(brokers, env["SENTIWATCH_INPUT_TOPIC"], inputs)
     worker = WorkerProcess(bundle, brokers, log_dir / f"{name}-first.log", env)
-    restarted = None
+    running = [worker]
     try:
         worker.wait_ready()
         killed_after = wait_processed([worker], n // 3)
         worker.kill()
         killed_at = time.monotonic()
-        restarted = WorkerProcess(bundle, brokers, log_dir / f"{name}-second.log", env)
-        restarted.wait_ready()
-        wait_processed([restarted], 1)
+        running[0] = WorkerProcess(bundle, brokers, log_dir / f"{name}-second.log", env)
+        running[0].wait_ready()
+        wait_processed(running, 1)
         resumed = time.monotonic() - killed_at
-        return measure(name + ":restart", brokers, env, inputs, killed_after, killed_at, resumed, [restarted])
+        return measure(name + ":restart", brokers, env, inputs, killed_after, killed_at, resumed, running)
     finally:
-        for process in (worker, restarted):
-            if process is not None:
-                process.kill()
+        for process in [worker, *running]:
+            process.kill()
 
 
 def run_takeover(bundle: Path, brokers: str, n: int, log_dir: Path, name: str = "takeover") -> CrashReport:
@@ -103,6 +105,7 @@ def run_takeover(bundle: Path, brokers: str, n: int, log_dir: Path, name: str = 
     inputs = records(n, f"{name}-")
     victim = WorkerProcess(bundle, brokers, log_dir / f"{name}-victim.log", env)
     survivor = WorkerProcess(bundle, brokers, log_dir / f"{name}-survivor.log", env)
+    running = [survivor]  # `measure` restarts a worker that exits on its own, in place
     try:
         victim.wait_ready()
         survivor.wait_ready()
@@ -120,10 +123,10 @@ def run_takeover(bundle: Path, brokers: str, n: int, log_dir: Path, name: str = 
                                      "not all four, 90 s after the kill")
             time.sleep(0.2)
         resumed = time.monotonic() - killed_at
-        return measure(name + ":takeover", brokers, env, inputs, killed_after, killed_at, resumed, [survivor])
+        return measure(name + ":takeover", brokers, env, inputs, killed_after, killed_at, resumed, running)
     finally:
-        victim.kill()
-        survivor.kill()
+        for process in [victim, survivor, *running]:
+            process.kill()
 
 
 def wait_processed(workers: Sequence[WorkerProcess], at_least: int, timeout: float = 120) -> int:
@@ -137,12 +140,16 @@ def wait_processed(workers: Sequence[WorkerProcess], at_least: int, timeout: flo
 
 
 def measure(scenario: str, brokers: str, env: dict[str, str], inputs: list[tuple[bytes | None, bytes]],
-            killed_after: int, killed_at: float, resumed: float, workers: Sequence[WorkerProcess]) -> CrashReport:
+            killed_after: int, killed_at: float, resumed: float, workers: list[WorkerProcess]) -> CrashReport:
     expected = {json.loads(value)["id"] for _, value in inputs}
     scored_topic = env["SENTIWATCH_SCORED_TOPIC"]
-    scored = consume(brokers, scored_topic, len(expected), timeout=180)
-    while {json.loads(r.value)["id"] for r in scored} < expected and time.monotonic() < killed_at + 300:
-        scored = consume(brokers, scored_topic, len(scored) + 1, timeout=5)
+    want, restarts = len(expected), 0
+    while True:
+        scored = consume(brokers, scored_topic, want, timeout=5)
+        if {json.loads(r.value)["id"] for r in scored} >= expected or time.monotonic() > killed_at + 300:
+            break
+        want = max(want, len(scored) + 1)
+        restarts += supervise(workers)
     recovery = time.monotonic() - killed_at
     values = [json.loads(r.value) for r in scored]
     ids = Counter(v["id"] for v in values)
@@ -166,8 +173,22 @@ def measure(scenario: str, brokers: str, env: dict[str, str], inputs: list[tuple
                        windows_off={k: v for k, v in sorted(off.items()) if v},
                        windows_below_unique=sum(1 for k, v in off.items() if v < 0),
                        worst_topic_shortfall=max(shortfall.values(), default=0),
+                       supervisor_restarts=restarts,
                        late=int(sum(worker.metrics()[("sentiwatch_late_records_total", ())] for worker in workers)),
                        windows_above_all=sum(1 for k in off if windows.get(k, 0) > recount_all.get(k, 0)))
+
+
+def supervise(workers: list[WorkerProcess]) -> int:
+    """What Kubernetes does: start again a worker that exited (its watchdog ends a stuck worker)."""
+    restarted = 0
+    for index, worker in enumerate(workers):
+        if worker.process.poll() is not None:
+            env = {k: v for k, v in worker.env.items() if k.startswith("SENTIWATCH_") and k != "SENTIWATCH_WEB_PORT"}
+            log = worker.log_path.with_name(f"{worker.log_path.stem}-restart{index}.log")
+            workers[index] = WorkerProcess(Path(env["SENTIWATCH_BUNDLE"]), env["SENTIWATCH_BROKERS"], log, env)
+            workers[index].wait_ready()
+            restarted += 1
+    return restarted
 
 
 def settled_windows(workers: Sequence[WorkerProcess], quiet_seconds: float = 4.0) -> Counter[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import logging
@@ -127,6 +128,14 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     @app.timer(interval=LAG_INTERVAL_SECONDS)
     async def measure_lag() -> None:
         assigned = [tp for tp in app.consumer.assignment() if tp.topic == settings.input_topic]
+        for tp in assigned:
+            # A partition with nothing processed yet starts where the consumer stands (its committed offset),
+            # not at 0: else a restarted idle worker counts its whole history as lag and fails /healthz.
+            if tp.partition not in progress.positions:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    position = await asyncio.wait_for(app.consumer.position(tp), 1.0)
+                    if position is not None:
+                        progress.positions.setdefault(tp.partition, position)
         highwaters = {tp.partition: app.consumer.highwater(tp) for tp in assigned}
         for partition, lag in progress.update_lag(highwaters).items():
             metrics.consumer_lag.labels(partition=str(partition)).set(lag)

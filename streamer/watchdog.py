@@ -15,6 +15,10 @@ trusted to notice, so the watchdog asks the brokers itself and keeps its own clo
   the records produced since. So every rebalance first probes the brokers synchronously
   (`guard_rebalances`), and while the brokers are away the thread probes every
   PROBE_INTERVAL_OUTAGE_SECONDS;
+- the worker's own liveness check (the one behind /healthz: behind, and no progress for
+  `liveness_stall_seconds`) fails -> exit, as a Kubernetes liveness probe would restart it, so that a
+  worker run by any other supervisor does not sit stuck either (seen here: after a takeover, a
+  survivor that held its new partitions but never fetched from them);
 - SIGTERM/SIGINT received and the process still alive after `shutdown_timeout_seconds` -> exit.
 """
 
@@ -111,9 +115,14 @@ class Watchdog:
         self._shutdown_timeout = settings.shutdown_timeout_seconds
         self._exit_process = exit_process
         self._stopping = threading.Event()
+        self._liveness: Callable[[], tuple[bool, str]] | None = None
 
     def start(self) -> None:
         threading.Thread(target=self._run_probes, name="watchdog", daemon=True).start()
+
+    def watch_liveness(self, liveness: Callable[[], tuple[bool, str]]) -> None:
+        """Also exit when `liveness()` (e.g. `Progress.liveness`, behind /healthz) says the worker is stuck."""
+        self._liveness = liveness
 
     def guard_rebalances(self, app: Any) -> None:
         """Probe before every rebalance of `app` (a faust.App), ahead of the commit Faust makes on revoke."""
@@ -153,12 +162,18 @@ class Watchdog:
             # While stopping, a vanishing broker is expected; the deadline alone decides then.
             while not self._stopping.wait(self._verdict.interval()):
                 probe = loop.run_until_complete(probe_brokers(self._options, self._topics))
-                reason = self._verdict.observe(probe, time.monotonic())
+                reason = self._verdict.observe(probe, time.monotonic()) or self._stuck()
                 if reason and not self._stopping.is_set():
                     self._give_up(reason)
                     return
         finally:
             loop.close()
+
+    def _stuck(self) -> str | None:
+        if self._liveness is None:
+            return None
+        healthy, why = self._liveness()
+        return None if healthy else f"worker is {why}"
 
     def _give_up(self, reason: str) -> None:
         log.critical("watchdog: %s; exiting with status %d", reason, EXIT_STATUS)

@@ -57,6 +57,7 @@ def run_stream(settings: Settings) -> int:
     watchdog = Watchdog(settings, topics)
     watchdog.start()
     watchdog.guard_rebalances(worker.app)
+    watchdog.watch_liveness(worker.progress.liveness)
     log.info("worker %s: consuming %s from %s, web on http://%s:%d (/metrics /status /healthz)",
              settings.consumer_group, settings.input_topic, settings.brokers, settings.web_host, settings.web_port)
     faust_worker = guarded_worker_class(faust.Worker, watchdog)(

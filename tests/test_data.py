@@ -73,9 +73,11 @@ def test_bad_user_rows_fail_with_the_file_and_first_rows_named(tmp_path, header,
 
 def test_bad_jsonl_lines_are_named_and_long_lists_are_cut(tmp_path):
     path = tmp_path / "labelled.jsonl"
-    lines = ['{"text": "fine", "sentiment": "positive"}', "not json"] + ['{"text": "", "sentiment": "neutral"}'] * 7
+    lines = ['{"text": "fine", "sentiment": "positive"}', "not json", '{"text": 7, "topic": "tech"}'] + [
+        '{"text": "", "sentiment": "neutral"}'] * 7
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"8 bad rows: line 2: invalid JSON.*line 3: empty text.*\(and 3 more\)"):
+    with pytest.raises(DataError, match=r"9 bad rows: line 2: invalid JSON.*line 3: text is a int, not a string; "
+                                        r"line 4: empty text.*\(and 4 more\)"):
         load_examples([str(path)])
 
 

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
+from sentiwatch.config import load_settings
 from streamer.broker import free_port, start_broker, stop_broker
-from streamer.watchdog import BrokerVerdict, Probe
+from streamer.watchdog import BrokerVerdict, Probe, Watchdog
 from tests.streaming_helpers import WorkerProcess, consume, produce, topic_exists
 
 pytestmark = pytest.mark.integration
@@ -45,6 +46,18 @@ def test_verdict_waits_for_the_limit_and_exits_at_once_on_topics_lost_in_an_outa
     assert verdict.interval() > 1
     assert verdict.observe(Probe(False), 35) is None
     assert "t no longer exist" in verdict.observe(Probe(True, ("t",)), 36)  # back, but emptied
+
+
+def test_watchdog_ends_a_worker_its_liveness_check_calls_stuck():
+    exits: list[int] = []
+    settings = load_settings(environ={"SENTIWATCH_BROKERS": f"127.0.0.1:{free_port()}"})
+    watchdog = Watchdog(settings, ["t"], exit_process=exits.append)
+    watchdog.watch_liveness(lambda: (False, "stalled: 5 records behind and no progress for 61 s"))
+    watchdog.start()
+    deadline = time.monotonic() + 10
+    while not exits and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert exits == [1]
 
 
 def test_broker_restart_under_a_running_worker(tiny_bundle_dir, tmp_path):

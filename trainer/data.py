@@ -229,7 +229,10 @@ def _file_examples(path: Path, report: LoadReport) -> list[Example]:
             problems.append(f"line {row.line}: neither a 'sentiment' nor a 'topic' field")
             continue
         text = fields["text"]
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            problems.append(f"line {row.line}: text is a {type(text).__name__}, not a string")
+            continue
+        if not text.strip():
             problems.append(f"line {row.line}: empty text")
             continue
         sentiment = _label(fields.get("sentiment"))
