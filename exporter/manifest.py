@@ -13,7 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from streamer.bundle import FORMAT_VERSION, LABELS, MANIFEST, TOKENIZER, sha256_file
+from sentiwatch.hashing import sha256_file
+from streamer.bundle import FORMAT_VERSION, LABELS, MANIFEST, TOKENIZER
 
 # Keys of the model folder's `config.json["sentiwatch"]` that are label maps, not provenance.
 _LABEL_KEYS = ("sentiment_labels", "topic_labels", "pooling")

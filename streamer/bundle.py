@@ -10,13 +10,13 @@ neither.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from sentiwatch.errors import BundleError
+from sentiwatch.hashing import sha256_file
 
 MANIFEST = "manifest.json"
 LABELS = "labels.json"
@@ -50,14 +50,6 @@ class Bundle:
     max_length: int
     tokenizer_path: Path
     variants: dict[str, Variant]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_bundle(bundle_dir: str | os.PathLike[str]) -> Bundle:

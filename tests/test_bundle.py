@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sentiwatch.errors import BundleError
-from streamer.bundle import load_bundle, sha256_file
+from sentiwatch.hashing import sha256_file
+from streamer.bundle import load_bundle
 from streamer.scorer import load_scorer
 
 from .conftest import REPO_ROOT

