@@ -8,6 +8,7 @@ numeric drift but must agree on the labels and (int8) keep macro-F1 within a poi
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ def compare(reference: Prediction, candidate: Prediction, labels: dict[str, Sequ
     about the quantization. Unlabelled texts (random test models) are compared on every row.
     """
     report: dict[str, Any] = {"n": int(len(reference.sentiment_probs)), "max_abs_diff": 0.0, "agreement": {},
-                              "agreement_n": {}, "macro_f1": {}}
+                              "agreement_n": {}, "agreement_ci95": {}, "macro_f1": {}}
     for head in HEADS:
         ref = getattr(reference, f"{head}_probs")
         cand = getattr(candidate, f"{head}_probs")
@@ -51,8 +52,11 @@ def compare(reference: Prediction, candidate: Prediction, labels: dict[str, Sequ
         truth = (gold or {}).get(head) or ()
         labelled = [i for i, label in enumerate(truth) if label in labels[head]]
         rows = labelled or list(range(len(ref)))
-        report["agreement"][head] = float((ref_labels[rows] == cand_labels[rows]).mean())
+        agreeing = int((ref_labels[rows] == cand_labels[rows]).sum())
+        report["agreement"][head] = agreeing / len(rows)
         report["agreement_n"][head] = len(rows)
+        # Recorded, not used to decide: it shows how far from the limit a pass or a miss really is.
+        report["agreement_ci95"][head] = [round(bound, 4) for bound in wilson_interval(agreeing, len(rows))]
         if labelled:
             names = labels[head]
             true_names = [truth[i] for i in labelled]
@@ -62,6 +66,27 @@ def compare(reference: Prediction, candidate: Prediction, labels: dict[str, Sequ
                 "candidate": head_metrics(true_names, [names[k] for k in cand_labels[labelled]], names)["macro_f1"],
             }
     return report
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (sound near 100%, unlike the normal approximation)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_abs_diff(reference: Prediction, candidate: Prediction) -> float:
+    """Mean absolute probability difference over both heads' outputs."""
+    return float(np.mean([np.abs(reference.sentiment_probs - candidate.sentiment_probs).mean(),
+                          np.abs(reference.topic_probs - candidate.topic_probs).mean()]))
+
+
+def subset(prediction: Prediction, rows: Sequence[int]) -> Prediction:
+    return Prediction(sentiment_probs=prediction.sentiment_probs[rows], topic_probs=prediction.topic_probs[rows],
+                      truncated=prediction.truncated[rows])
 
 
 def problems(variant: str, report: dict[str, Any], limits: ParityLimits) -> list[str]:

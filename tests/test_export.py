@@ -10,9 +10,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from exporter.export import NO_GPU, ParityError, export_bundle, validation_parity_set
+from exporter.export import NO_GPU, ParityError, _fallback_plans, export_bundle, validation_parity_set
 from exporter.graphs import detect_int8_isa
-from exporter.parity import ParityLimits
+from exporter.parity import ParityLimits, wilson_interval
 from sentiwatch.cli import main
 from sentiwatch.errors import SentiwatchError
 from streamer.scorer import CUDA, load_scorer
@@ -30,6 +30,8 @@ def test_bundle_has_both_heads_dynamic_axes_and_passed_parity(tiny_bundle_dir: P
     assert fp32["status"] == int8["status"] == "passed"
     assert fp32["max_abs_diff"] <= 1e-4 and fp32["n"] == 64
     assert min(int8["agreement"].values()) >= 0.95
+    for head, (low, high) in int8["agreement_ci95"].items():
+        assert low <= int8["agreement"][head] <= high
     listed = set(manifest["files"])
     assert listed == {p.name for p in tiny_bundle_dir.iterdir()} - {"manifest.json"}
     for variant in ("fp32", "int8"):
@@ -107,3 +109,22 @@ def test_int8_keeps_named_matmuls_in_fp32(tiny_model_dir: Path, tmp_path: Path) 
     nodes = onnx.load(str(tmp_path / "int8.onnx")).graph.node
     assert sum(node.op_type == "MatMulInteger" for node in nodes) == 11
     assert downs[0] in {node.name for node in nodes if node.op_type == "MatMul"}
+
+
+def test_int8_fallbacks_keep_the_fewest_down_projections_first() -> None:
+    # Two layers: q, k, v, attention output, FFN up, FFN down each; ranking put layer 1's down first.
+    matmuls = [f"l{layer}.{part}" for layer in (0, 1) for part in ("q", "k", "v", "o", "up", "down")]
+    assert _fallback_plans(matmuls, ["l1.down", "l0.down"]) == [
+        ["l1.down"],
+        ["l1.down", "l0.down"],
+        ["l1.down", "l0.down", "l0.q", "l0.k", "l0.v", "l0.o", "l0.up"],
+    ]
+    assert _fallback_plans(matmuls, []) == []
+
+
+def test_agreement_interval_shows_how_much_a_few_flips_weigh() -> None:
+    low, high = wilson_interval(301, 304)  # the old 512-text parity set: 3 flips in 304 tweets
+    assert low < 0.975 and high > 0.996  # anything from 97.1% to 99.7%
+    low, high = wilson_interval(3530, 3565)  # the whole validation split, same 99.0%
+    assert 0.986 < low < 0.99 < high < 0.993  # 98.6% to 99.3%
+    assert wilson_interval(0, 0) == (0.0, 1.0)
