@@ -10,8 +10,11 @@ import os
 import time
 from pathlib import Path
 
+import torch
+
 from sentiwatch.errors import DataError
 from sentiwatch.labels import DEFAULT_TOPIC_LABELS, SENTIMENT_LABELS
+from trainer.calibrate import tune_offsets
 from trainer.data import fingerprint, load_examples, split_examples, topic_labels_of
 from trainer.metrics import evaluate_predictor, summary_lines
 from trainer.model import TwoHeadClassifier, load_base, save_model
@@ -75,11 +78,12 @@ def run_training(out_dir: str | os.PathLike[str], base_dir: str | None, data_spe
         log.info("checkpoint written to %s (epoch %.2f)", out, epoch)
 
     result = train(model, tokenizer, train_examples, validation_examples, config, write_checkpoint)
-    if result.interrupted:  # Ctrl-C may have landed while a checkpoint was being written
-        write_checkpoint(model, result.best_validation, result.best_epoch)
-
     device = resolve_device(config.device)
     predictor = TorchPredictor(model, tokenizer, config.max_length, config.eval_batch_size, device)
+    meta["sentiment_logit_offsets"] = calibrate_sentiment(model, predictor, validation_examples)
+    # Written again either way: Ctrl-C may have landed while a checkpoint was being written.
+    write_checkpoint(model, result.best_validation, result.best_epoch)
+
     metrics, pairs = evaluate_predictor(predictor, splits["test"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     for head in ("sentiment", "topic"):
@@ -104,6 +108,21 @@ def run_training(out_dir: str | os.PathLike[str], base_dir: str | None, data_spe
     for line in summary_lines(metrics):
         log.info("test %s", line)
     return metrics
+
+
+def calibrate_sentiment(model: TwoHeadClassifier, predictor: TorchPredictor, validation: list) -> list[float]:
+    """Fold validation-tuned per-class offsets into the sentiment head's bias (see trainer.calibrate)."""
+    labelled = [e for e in validation if e.sentiment is not None]
+    if not labelled:
+        return [0.0] * len(model.sentiment_labels)
+    probs = predictor.predict([e.text for e in labelled]).sentiment_probs
+    truth = [model.sentiment_labels.index(e.sentiment) for e in labelled]
+    offsets, score = tune_offsets(probs, truth)
+    with torch.no_grad():
+        model.sentiment_head.bias += torch.as_tensor(offsets, dtype=model.sentiment_head.bias.dtype,
+                                                     device=model.sentiment_head.bias.device)
+    log.info("sentiment logit offsets %s (validation macro-F1 with them %.4f)", offsets.round(3).tolist(), score)
+    return [round(float(x), 4) for x in offsets]
 
 
 def _model_extra(meta: dict) -> dict:
