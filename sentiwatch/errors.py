@@ -16,7 +16,3 @@ class DataError(SentiwatchError):
 class BundleError(SentiwatchError):
     """A model bundle is missing, tampered with or inconsistent; the message names the file."""
 
-
-class NotImplementedYet(SentiwatchError):
-    def __init__(self, command: str) -> None:
-        super().__init__(f"sentiwatch {command}: not implemented yet")
