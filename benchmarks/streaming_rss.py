@@ -23,8 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from exporter.bench_e2e import bench_records, read_scored, wait_assigned
 from sentiwatch.config import load_settings
-from streamer.bench_e2e import bench_records, read_scored, wait_assigned
 from streamer.broker import embedded_broker, free_port
 from streamer.replay import produce
 

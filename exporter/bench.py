@@ -42,16 +42,16 @@ def bench_command(args: argparse.Namespace) -> int:
     batch_sizes = parse_batch_sizes(args.batch_sizes)
     if args.texts <= 0:
         raise SentiwatchError(f"--texts must be > 0, got {args.texts}")
-    # Resolved before minutes of inference measurements, so a missing part fails at once.
-    end_to_end = None if args.skip_end_to_end else end_to_end_runner()
     texts = bench_texts(args.texts)
     # One thread count for every engine (SENTIWATCH_INTRA_OP_THREADS, default: the usable cores), so
     # engines are compared on the same cores.
     threads = settings.intra_op_threads or len(os.sched_getaffinity(0))
     result: dict[str, Any] = {"machine": machine_info(), "texts": text_stats(texts, bundle),
                               "inference": run_inference(bundle, args.model, texts, batch_sizes, threads)}
-    if end_to_end is not None:
-        result["end_to_end"] = end_to_end(bundle, args.brokers, batch_size=32, model_dir=args.model)
+    if not args.skip_end_to_end:
+        from exporter.bench_e2e import run_end_to_end
+
+        result["end_to_end"] = run_end_to_end(bundle, args.brokers, batch_size=32, model_dir=args.model)
     print(format_table(result))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -176,18 +176,6 @@ def _bench_torch(model_dir: str, texts: Sequence[str], batch_sizes: Sequence[int
                          **stats, "pass_size": min(size, pass_size), "threads": threads})
             log.info("%s", rows[-1])
     return rows
-
-
-def end_to_end_runner() -> Callable[..., dict[str, Any]]:
-    """`streamer.bench_e2e.run_end_to_end(bundle_dir, brokers, batch_size, model_dir)`, owned by the streamer part."""
-    try:
-        from streamer.bench_e2e import run_end_to_end
-    except ModuleNotFoundError as exc:
-        if exc.name != "streamer.bench_e2e":
-            raise
-        raise SentiwatchError("the end-to-end benchmark needs streamer.bench_e2e.run_end_to_end, which this "
-                              "checkout does not have yet; use --skip-end-to-end") from None
-    return run_end_to_end
 
 
 def machine_info() -> dict[str, Any]:

@@ -26,7 +26,7 @@ HANDLERS: dict[str, str] = {
     "stream": "streamer.worker:stream_command",
     "replay": "streamer.replay:replay_command",
     "backtest": "streamer.backtest:backtest_command",
-    "demo": "streamer.demo:demo_command",
+    "demo": "sentiwatch.demo:demo_command",
 }
 
 

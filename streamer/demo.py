@@ -1,18 +1,14 @@
-"""`sentiwatch demo`: the whole system on one machine, from a trained model to a resolved alert.
+"""The streaming half of `sentiwatch demo` (see `sentiwatch/demo.py`): with a bundle in hand, start the
+embedded broker and a worker, replay an hour of texts about four subjects in compressed time — with a
+negative surge injected into one of them — and show a live per-topic table and the alerts as they
+arrive. It ends by itself once the surge's alert has resolved; every process it started is stopped on
+the way out, Ctrl-C included. Imports nothing from the trainer or exporter.
 
-Steps: reuse (or train and export) a small model in a cache folder, start the embedded broker and a
-worker, replay an hour of built-in texts about four subjects in compressed time — with a negative
-surge injected into one of them — and show a live per-topic table and the alerts as they arrive.
-The demo ends by itself once the surge's alert has resolved; Ctrl-C stops everything, and every
-process it started is stopped on the way out.
-
-Only texts from the validation and test splits are replayed, never ones the model trained on. The
-subjects come from the worker's keyword watchlist, as they would for a user's own watchlist.
+The subjects come from the worker's keyword watchlist, as they would for a user's own watchlist.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -20,7 +16,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -66,22 +61,6 @@ class DemoPlan:
         return self.normal_before + self.surge_windows + self.normal_after
 
 
-def demo_command(args: argparse.Namespace) -> int:
-    work_dir = Path(args.work_dir or os.environ.get("SENTIWATCH_DEMO_DIR", ".cache/demo"))
-    plan = DemoPlan()
-    settings = demo_settings(args.config, plan)
-    if args.bundle:
-        bundle_dir = Path(args.bundle)
-    else:
-        model_dir = Path(args.model) if args.model else ensure_model(work_dir / "model")
-        bundle_dir = ensure_bundle(model_dir, work_dir / "bundle")
-    records = build_demo_stream(demo_rows(), plan, start=_window_floor(time.time(), plan.window_seconds)
-                                - plan.windows * plan.window_seconds, rng=random.Random(7))
-    until = "stream-done" if args.until_stream_done else "alert-resolved"
-    return run_demo(settings, bundle_dir, records, plan, work_dir, until=until, keep_running=args.keep_running,
-                    timeout=args.timeout)
-
-
 def demo_settings(config_file: str | None, plan: DemoPlan) -> Settings:
     """The user's settings, with the demo's watchlist and window size unless they set their own."""
     overrides: dict[str, Any] = {}
@@ -91,63 +70,6 @@ def demo_settings(config_file: str | None, plan: DemoPlan) -> Settings:
     if "SENTIWATCH_WINDOW_SECONDS" not in environ:
         overrides["window_seconds"] = plan.window_seconds
     return load_settings(config_file, overrides=overrides)
-
-
-def ensure_model(model_dir: Path) -> Path:
-    """A cached small model, trained once (a few minutes on a laptop CPU) when missing."""
-    if (model_dir / "heads.safetensors").is_file():
-        print(f"using the cached demo model in {model_dir}", flush=True)
-        return model_dir
-    from trainer.run import run_training
-    from trainer.train import TrainConfig
-
-    print(f"training a small demo model into {model_dir} (once; later demos reuse it)", flush=True)
-    partial = model_dir.with_name(model_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    # A 4-minute budget keeps `make demo` near 10 minutes on a 2-core laptop; the learning rate anneals
-    # within it, and the model it gives (sentiment macro-F1 about 0.75) is plenty to see a surge.
-    config = dataclasses.replace(TrainConfig(), limit=4000, epochs=2, time_budget_minutes=4.0)
-    run_training(partial, None, ["builtin"], config)
-    shutil.rmtree(model_dir, ignore_errors=True)
-    partial.rename(model_dir)
-    return model_dir
-
-
-def ensure_bundle(model_dir: Path, bundle_dir: Path) -> Path:
-    """Export the model unless a bundle made from this very model folder is already there."""
-    from streamer.bundle import load_bundle
-
-    stamp = bundle_dir / ".source-model"
-    source = str(model_dir.resolve())
-    if stamp.is_file() and stamp.read_text() == source:
-        with contextlib.suppress(SentiwatchError):
-            load_bundle(bundle_dir)
-            return bundle_dir
-    from exporter.export import ParityError, export_bundle, validation_parity_set
-
-    print(f"exporting {model_dir} to an ONNX bundle in {bundle_dir}", flush=True)
-    shutil.rmtree(bundle_dir, ignore_errors=True)
-    # The demo checks parity on 1,024 validation texts instead of the exporter's whole validation split:
-    # a quarter of the export time, and the demo's verdict needs no tighter interval.
-    parity_texts = validation_parity_set(limit=1024)
-    try:
-        export_bundle(model_dir, bundle_dir, ["fp32", "int8"], "auto", parity_texts)
-    except ParityError as exc:
-        # A briefly trained demo model can sit close to its decision boundaries, where int8 flips a few
-        # labels; the demo then runs on fp32 (slower, same answers) rather than not at all.
-        print(f"int8 variant not used ({exc}); exporting fp32 only", flush=True)
-        export_bundle(model_dir, bundle_dir, ["fp32"], "auto", parity_texts)
-    stamp.write_text(source)
-    return bundle_dir
-
-
-def demo_rows() -> list[dict[str, Any]]:
-    """Built-in labelled texts the model never trained on (validation and test splits)."""
-    from trainer.data import load_examples, split_examples
-
-    examples, _ = load_examples(["builtin:sentiment"])
-    splits = split_examples(examples)
-    return [{"text": e.text, "sentiment": e.sentiment} for split in ("validation", "test") for e in splits[split]]
 
 
 def build_demo_stream(rows: Sequence[dict[str, Any]], plan: DemoPlan, start: float,
@@ -359,7 +281,3 @@ def _port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _window_floor(t: float, window_seconds: int) -> float:
-    return t - t % window_seconds

@@ -2,7 +2,7 @@
 
 import pytest
 
-from streamer.bench_e2e import run_end_to_end
+from exporter.bench_e2e import run_end_to_end
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ and a plain baseline, all in one run on one machine (the contract's `end_to_end`
 * baseline: what a user would write instead: an aiokafka consumer loop calling a transformers
   `pipeline("text-classification")` per record on the same model folder, producing the result.
   It needs the Hugging Face model folder (`model_dir`, else the bundle's recorded source); without
-  one it is skipped with a note. transformers is imported only here, never by the worker.
+  one it is skipped with a note. It lives in the exporter, not the streamer, because the baseline needs
+transformers and the streamer image must not.
 """
 
 from __future__ import annotations
