@@ -47,6 +47,7 @@ class CrashReport:
     scored_with_duplicates: int
     windows_off: dict[str, int]  # "topic@start" -> window count minus the unique recount, where not 0
     windows_below_unique: int  # windows holding fewer than the unique records scored into them
+    windows_above_unique: int  # windows holding more: a redelivered record counted twice (must be 0)
     worst_topic_shortfall: int  # the most records one topic's windows miss against the unique recount
     late: int  # records the surviving workers counted as late (for a closed window): never in a window
     supervisor_restarts: int  # workers that exited on their own (watchdog) and were started again
@@ -172,6 +173,7 @@ def measure(scenario: str, brokers: str, env: dict[str, str], inputs: list[tuple
                        unique_scored=len(ids), scored_with_duplicates=sum(ids.values()),
                        windows_off={k: v for k, v in sorted(off.items()) if v},
                        windows_below_unique=sum(1 for k, v in off.items() if v < 0),
+                       windows_above_unique=sum(1 for k, v in off.items() if v > 0),
                        worst_topic_shortfall=max(shortfall.values(), default=0),
                        supervisor_restarts=restarts,
                        late=int(sum(worker.metrics()[("sentiwatch_late_records_total", ())] for worker in workers)),

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 LAG_INTERVAL_SECONDS = 5.0
 # Header on scored records naming the input partition they came from (per-source watermarks).
 SOURCE_HEADER = "sentiwatch-source"
+# Header on scored records with the input offset they were scored from (exactly-once window counts).
+OFFSET_HEADER = "sentiwatch-offset"
 # Prometheus' text format; aiohttp refuses a charset parameter here (UTF-8 is the format's default).
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
@@ -118,7 +120,7 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     async def window_agent(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
             batch = [ScoredMessage(_key(e.message.key), e.message.value, e.message.timestamp,
-                                   _source(e.message.headers)) for e in events]
+                                   *_origin(e.message.headers)) for e in events]
             window_stage.process(batch)  # synchronous: a shutdown cannot cut a batch in half here
 
     @app.timer(interval=float(min(settings.window_seconds, 10)))
@@ -169,7 +171,7 @@ async def _score_batch(app: faust.App, settings: Settings, worker: Worker, batch
     outcome = await loop.run_in_executor(worker.executor, batch_scorer.score, messages)
     producer = app.producer
     for out in outcome.scored:
-        headers = [(SOURCE_HEADER, out.source.encode("utf-8"))]
+        headers = [(SOURCE_HEADER, out.source.encode("utf-8")), (OFFSET_HEADER, str(out.offset).encode("ascii"))]
         await producer.send(settings.scored_topic, out.key.encode("utf-8"), out.value, None, out.timestamp, headers)
     for dead in outcome.dead:
         await producer.send(settings.dlq_topic, None, dead.value, None, None, None)
@@ -221,11 +223,15 @@ class TopicKeyed(MutableMapping[str, Any]):
         return len(self.table)
 
 
-def _source(headers: Any) -> str:
-    for name, value in headers or ():
-        if name == SOURCE_HEADER:
-            return value.decode("utf-8", errors="replace")
-    return ""
+def _origin(headers: Any) -> tuple[str, int | None]:
+    """(input partition, input offset) from a scored record's headers; ("", None) if it has none."""
+    found = dict(headers or ())
+    source = found.get(SOURCE_HEADER, b"").decode("utf-8", errors="replace")
+    try:
+        offset = int(found[OFFSET_HEADER])
+    except (KeyError, ValueError):
+        offset = None
+    return source, offset
 
 
 def _key(raw: bytes | None) -> str | None:

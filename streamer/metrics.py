@@ -23,6 +23,9 @@ class WorkerMetrics:
         self.messages = Counter("sentiwatch_messages", "Scored records", ["topic", "sentiment"], registry=r)
         self.dead_letters = Counter("sentiwatch_dead_letters", "Records sent to the DLQ", ["reason"], registry=r)
         self.late_records = Counter("sentiwatch_late_records", "Records for an already closed window", registry=r)
+        self.redelivered_records = Counter("sentiwatch_redelivered_records",
+                                           "Scored records skipped by the windows: already counted (at-least-once "
+                                           "redelivery after a crash or rebalance)", registry=r)
         self.negative_ratio = Gauge("sentiwatch_negative_ratio", "Negative share of the latest closed window",
                                     ["topic"], registry=r)
         self.baseline_ratio = Gauge("sentiwatch_negative_baseline_ratio", "Detector baseline of the negative share",

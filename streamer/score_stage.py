@@ -53,6 +53,7 @@ class ScoredOutput:
     timestamp: float  # the input's Kafka timestamp, so the window stage sees the same event time
     sentiment: str
     source: str  # the input partition: the window stage keeps a watermark per source
+    offset: int  # the input offset: with `source`, what the window stage de-duplicates redeliveries by
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +139,8 @@ class BatchScorer:
         if bool(prediction.truncated[row]):
             value["truncated"] = True
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        return ScoredOutput(self._cap.label(topic), encoded, message.timestamp, sentiment, str(message.partition))
+        return ScoredOutput(self._cap.label(topic), encoded, message.timestamp, sentiment, str(message.partition),
+                           message.offset)
 
     def _dead(self, message: RawMessage, rejected: Rejected, now: float | None) -> DeadOutput:
         record = dead_letter(message.value, rejected, message.kafka_topic, message.partition, message.offset,

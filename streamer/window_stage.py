@@ -35,6 +35,7 @@ class ScoredMessage:
     value: bytes
     timestamp: float  # Kafka timestamp (the input's, carried over by the score stage)
     source: str = ""  # the input partition it was scored from (a header set by the score stage)
+    offset: int | None = None  # the input offset it was scored from (likewise)
 
 
 def parse_scored(message: ScoredMessage) -> win.ScoredItem | None:
@@ -49,7 +50,7 @@ def parse_scored(message: ScoredMessage) -> win.ScoredItem | None:
                               sentiment=str(label), scores=dict(scores), id=str(value.get("id", "")),
                               text=str(value.get("text", "")),
                               terms=tuple(extract_terms(value["text"])) if label == "negative" else (),
-                              source=message.source)
+                              source=message.source, offset=message.offset)
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("skipping a malformed record on the scored topic (%s)", type(exc).__name__)
         return None
@@ -70,21 +71,22 @@ class WindowStage:
     def process(self, messages: Sequence[ScoredMessage], now: float | None = None) -> None:
         """Aggregate the batch, then touch each topic's state once."""
         now = time.time() if now is None else now
-        items = [item for item in map(parse_scored, messages) if item is not None]
-        if not items:
-            return
-        partials = win.aggregate(items, self._settings.window_seconds, self._max_examples)
-        newest = win.source_maxima(items)
-        by_topic: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for (topic, _), partial in sorted(partials.items(), key=lambda kv: kv[0][1]):
-            by_topic[topic].append(partial)
-        for topic, topic_partials in by_topic.items():
+        items_by_topic: dict[str, list[win.ScoredItem]] = defaultdict(list)
+        for item in map(parse_scored, messages):
+            if item is not None:
+                items_by_topic[item.topic].append(item)
+        for topic, items in items_by_topic.items():
             self.owned_topics.add(topic)
             state = self._windows.get(topic) or win.new_topic_state()
-            late = win.merge(state, topic_partials, self._max_examples)
+            fresh, redelivered = win.drop_counted(state, items)
+            if redelivered:
+                self._metrics.redelivered_records.inc(redelivered)
+            partials = win.aggregate(fresh, self._settings.window_seconds, self._max_examples)
+            late = win.merge(state, [partials[key] for key in sorted(partials, key=lambda key: key[1])],
+                             self._max_examples)
             if late:
                 self._metrics.late_records.inc(late)
-            win.advance_watermark(state, newest[topic], now, self._settings.window_seconds)
+            win.advance_watermark(state, win.source_maxima(items)[topic], now, self._settings.window_seconds)
             self._close(topic, state)
             self._windows[topic] = state
 

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 # Distinct negative terms kept per window; bounded so a flood of unique words cannot grow the state.
 MAX_TERMS_PER_WINDOW = 500
 # Longest run of silent windows closed as empty windows after a gap (the rest of the gap is skipped).
 MAX_GAP_WINDOWS = 60
+# A redelivered record is at most a commit interval behind the newest one counted from its source (a few
+# seconds of input). An offset further behind than this means the input topic was recreated and its
+# offsets started again: such a record is new, and counting restarts from it.
+REDELIVERY_HORIZON = 100_000
 
 
 def window_start(event_time: float, size: int) -> int:
@@ -43,6 +47,7 @@ class ScoredItem:
     text: str
     terms: tuple[str, ...] = ()  # terms of a negative text (for alert top terms); empty otherwise
     source: str = ""  # where the record came from (input partition): see the watermark above
+    offset: int | None = None  # its input offset (None: unknown, never treated as a redelivery)
 
 
 def empty_window(start: int, size: int) -> dict[str, Any]:
@@ -90,7 +95,29 @@ def _keep_examples(window: dict[str, Any], new: list[list[Any]], max_examples: i
 
 def new_topic_state() -> dict[str, Any]:
     """A topic's window state: open windows, end of the newest closed one, watermark and its sources."""
-    return {"open": {}, "closed_until": None, "watermark": None, "moved_at": 0.0, "sources": {}}
+    return {"open": {}, "closed_until": None, "watermark": None, "moved_at": 0.0, "sources": {}, "counted": {}}
+
+
+def drop_counted(state: dict[str, Any], items: Sequence[ScoredItem]) -> tuple[list[ScoredItem], int]:
+    """The items this topic's windows have not counted yet, and how many were skipped as redeliveries.
+
+    Delivery is at least once: a record whose input offset was not committed before a crash or a
+    rebalance is scored again, and a worker taking over a topic re-reads scored records whose window
+    update already reached the changelog. The state keeps the newest input offset counted per source;
+    it is written in the same table update as the counts, so after a restart both or neither hold a
+    record. Records of one source reach a topic in input-offset order (one producer per input
+    partition, one scored partition per topic), so anything at or below that offset was counted.
+    """
+    counted = state.setdefault("counted", {})
+    fresh: list[ScoredItem] = []
+    for item in items:
+        if item.offset is not None and item.source:
+            newest = counted.get(item.source)
+            if newest is not None and newest - REDELIVERY_HORIZON < item.offset <= newest:
+                continue
+            counted[item.source] = item.offset
+        fresh.append(item)
+    return fresh, len(items) - len(fresh)
 
 
 def source_maxima(items: Iterable[ScoredItem]) -> dict[str, dict[str, float]]:

@@ -56,12 +56,26 @@ def test_user_file_is_deduplicated_with_labels_merged_and_counted(tmp_path):
     assert report.kept == {str(first): 2}
 
 
+def test_sentiment_confidence_is_read_from_the_tweets_and_from_user_files(tmp_path):
+    path = write_csv(tmp_path / "a.csv", "text,sentiment,sentiment_confidence",
+                     ["sure,positive,1", "unsure,neutral,0.4", "silent,negative,"])
+    examples, _ = load_examples([str(path)])
+    assert [e.sentiment_confidence for e in examples] == [1.0, 0.4, None]
+    tweets, _ = load_examples(["builtin:sentiment"])
+    confidences = [e.sentiment_confidence for e in tweets if e.sentiment_confidence is not None]
+    assert 0.8 < len(confidences) / len(tweets) < 0.9  # one of the aggregated sets has no confidence column
+    assert all(0 < c <= 1 for c in confidences)
+    assert 0.25 < sum(c < 0.7 for c in confidences) / len(confidences) < 0.45  # split decisions
+
+
 @pytest.mark.parametrize(("header", "rows", "expected"), [
     ("body,sentiment", ["hello,positive"], "no 'text' column (columns: body, sentiment)"),
     ("text,mood", ["hello,positive"], "line 2: neither a 'sentiment' nor a 'topic' field"),
     ("text,sentiment", ["fine,positive", " ,negative", "ok,neutral", "meh,bad"],
      "2 bad rows: line 3: empty text; line 5: unknown sentiment 'bad'"),
     ("text,sentiment,topic", ["fine,,"], "line 2: no sentiment or topic label"),
+    ("text,sentiment,sentiment_confidence", ["fine,positive,0.9", "meh,neutral,1.5", "ok,neutral,"],
+     "1 bad rows: line 3: sentiment_confidence '1.5' is not a number in (0, 1]"),
 ])
 def test_bad_user_rows_fail_with_the_file_and_first_rows_named(tmp_path, header, rows, expected):
     path = write_csv(tmp_path / "labelled.csv", header, rows)

@@ -249,3 +249,22 @@ def test_offsets_move_the_boundary_towards_macro_f1():
     # Nothing to gain: the offsets stay at zero.
     perfect = np.eye(3)[truth] * 0.9 + 0.05
     assert tune_offsets(perfect, truth)[0].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_soft_targets_put_the_confidence_on_the_label_and_match_hard_cross_entropy_at_one():
+    import torch
+    import torch.nn.functional as F
+
+    from trainer.train import soft_targets, weighted_soft_cross_entropy
+
+    labels = torch.tensor([0, 2, 1])
+    targets = soft_targets(labels, torch.tensor([1.0, 0.6, 0.2]), 3)
+    expected = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.2, 0.6], [1 / 3, 1 / 3, 1 / 3]])
+    assert torch.allclose(targets, expected)
+    logits = torch.tensor([[2.0, 0.1, -1.0], [0.3, 0.2, 0.9], [1.0, -2.0, 0.5]])
+    weight = torch.tensor([0.8, 1.0, 1.5])
+    hard = soft_targets(labels, torch.ones(3), 3)
+    assert torch.allclose(weighted_soft_cross_entropy(logits, hard, weight),
+                          F.cross_entropy(logits, labels, weight=weight))
+    assert not torch.allclose(weighted_soft_cross_entropy(logits, targets, weight),
+                              F.cross_entropy(logits, labels, weight=weight))

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -186,3 +187,41 @@ def test_forgetting_topics_drops_their_gauges():
     assert not [k for k in parse_metrics(metrics.render().decode()) if dict(k[1]).get("topic") == "ACME"
                 and k[0] != "sentiwatch_alerts_total"]
     assert stage.owned_topics == set()
+
+
+def test_redelivered_records_are_not_counted_twice():
+    """A record scored again after a crash or a takeover (same source, offset already counted) is skipped."""
+    state = win.new_topic_state()
+    first = [dataclasses.replace(item(id_=f"r{i}"), source="0", offset=i) for i in range(5)]
+    fresh, skipped = win.drop_counted(state, first)
+    assert (len(fresh), skipped) == (5, 0)
+    # offsets 3..6 from source 0 (3, 4 again), 2..3 from source 1 (new), one without an offset (always new)
+    again = [dataclasses.replace(item(), source="0", offset=i) for i in range(3, 7)]
+    other = [dataclasses.replace(item(), source="1", offset=i) for i in (2, 3)]
+    fresh, skipped = win.drop_counted(state, again + other + [item()])
+    assert skipped == 2
+    assert [(i.source, i.offset) for i in fresh] == [("0", 5), ("0", 6), ("1", 2), ("1", 3), ("", None)]
+    assert state["counted"] == {"0": 6, "1": 3}
+
+
+def test_a_recreated_input_topic_counts_again_from_its_new_offsets():
+    state = win.new_topic_state()
+    win.drop_counted(state, [dataclasses.replace(item(), source="0", offset=win.REDELIVERY_HORIZON + 500)])
+    fresh, skipped = win.drop_counted(state, [dataclasses.replace(item(), source="0", offset=i) for i in range(3)])
+    assert (len(fresh), skipped) == (3, 0)
+    assert state["counted"] == {"0": 2}
+
+
+def test_stage_counts_a_redelivered_batch_once():
+    metrics = WorkerMetrics()
+    windows = {}
+    stage = WindowStage(settings(), metrics, windows, {}, lambda *_: None)
+    batch = [dataclasses.replace(scored_message("ACME", T0 + i, True, f"r{i}"), source="0", offset=100 + i)
+             for i in range(10)]
+    stage.process(batch, now=1000.0)
+    stage.process(batch[6:] + [dataclasses.replace(scored_message("ACME", T0 + 11, False, "new"), source="0",
+                                                   offset=110)], now=1001.0)
+    assert [w["total"] for w in windows["ACME"]["open"].values()] == [11]
+    samples = parse_metrics(metrics.render().decode())
+    assert samples[("sentiwatch_redelivered_records_total", ())] == 4
+    assert json.loads(json.dumps(windows)) == windows

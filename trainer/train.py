@@ -54,6 +54,11 @@ class TrainConfig:
     # negative:positive; 0.5 is a middle ground between no weighting (0) and inverse frequency (1).
     class_weight_power: float = 0.5
     topic_loss_weight: float = 1.0
+    # Train the sentiment head on soft targets built from each example's annotator confidence (the
+    # label gets the confidence, the other classes share the rest): a third of the tweets were labelled
+    # with confidence below 0.7, and a hard target on a text the annotators split on teaches noise.
+    # Examples without a confidence keep a hard target.
+    soft_sentiment_targets: bool = True
     # With --limit, the topic task keeps at least this share of the examples (BBC is 6% of the data).
     min_topic_share: float = 0.1
     # The word-embedding matrix is half of MiniLM's parameters; freezing it saves its gradient and
@@ -133,6 +138,22 @@ def class_weights(labels: Sequence[str | None], classes: Sequence[str], power: f
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def soft_targets(labels: torch.Tensor, confidence: torch.Tensor, classes: int) -> torch.Tensor:
+    """Target distributions: `confidence` on the label (at least 1/classes), the rest spread over the others."""
+    on = confidence.clamp(min=1.0 / classes, max=1.0)
+    targets = ((1.0 - on) / (classes - 1)).unsqueeze(1).repeat(1, classes)
+    targets.scatter_(1, labels.unsqueeze(1), on.unsqueeze(1))
+    return targets
+
+
+def weighted_soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                                class_weight: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against target distributions with class weights, normalised by the total target weight:
+    with one-hot targets it equals `F.cross_entropy(logits, labels, weight=class_weight)`."""
+    weighted = targets * class_weight
+    return -(weighted * F.log_softmax(logits, dim=1)).sum() / weighted.sum()
+
+
 def length_bucketed_batches(lengths: Sequence[int], batch_size: int, bucket_batches: int,
                             rng: random.Random) -> list[list[int]]:
     """Shuffle, sort by length within chunks, cut batches, shuffle batches: little padding, still random."""
@@ -176,6 +197,8 @@ def train(model: TwoHeadClassifier, tokenizer, train_examples: Sequence[Example]
     rows = [{key: values[i] for key, values in encoded.items()} for i in range(len(train_examples))]
     lengths = [len(row["input_ids"]) for row in rows]
     sentiment_targets = [sentiment_index[e.sentiment] if e.sentiment is not None else IGNORE for e in train_examples]
+    sentiment_confidence = [e.sentiment_confidence if config.soft_sentiment_targets and e.sentiment_confidence
+                            else 1.0 for e in train_examples]
     topic_targets = [topic_index.get(e.topic, IGNORE) if e.topic is not None else IGNORE for e in train_examples]
     sentiment_weight = class_weights([e.sentiment for e in train_examples], model.sentiment_labels,
                                      config.class_weight_power).to(device)
@@ -228,9 +251,12 @@ def train(model: TwoHeadClassifier, tokenizer, train_examples: Sequence[Example]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     sentiment_logits, topic_logits = model(**batch)
                 loss = torch.zeros((), device=device)
-                if (y_sentiment != IGNORE).any():
-                    loss = loss + F.cross_entropy(sentiment_logits.float(), y_sentiment, weight=sentiment_weight,
-                                                  ignore_index=IGNORE)
+                labelled = y_sentiment != IGNORE
+                if labelled.any():
+                    confidence = torch.tensor([sentiment_confidence[i] for i in batch_rows], device=device)
+                    targets = soft_targets(y_sentiment[labelled], confidence[labelled], len(sentiment_index))
+                    loss = loss + weighted_soft_cross_entropy(sentiment_logits.float()[labelled], targets,
+                                                              sentiment_weight)
                 if (y_topic != IGNORE).any():
                     loss = loss + config.topic_loss_weight * F.cross_entropy(
                         topic_logits.float(), y_topic, weight=topic_weight, ignore_index=IGNORE)
