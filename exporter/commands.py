@@ -19,6 +19,8 @@ def export_command(args: argparse.Namespace) -> int:
         agreement = ", ".join(f"{head} {value:.2%} of {check['agreement_n'][head]}"
                               for head, value in check["agreement"].items())
         kept = f", {len(variant['fp32_nodes'])} MatMul(s) kept in fp32" if variant.get("fp32_nodes") else ""
+        if variant.get("blockwise_nodes"):
+            kept = f", {len(variant['blockwise_nodes'])} MatMul(s) in blockwise int8"
         print(f"  {name:5} {variant['file']:18} for {variant['provider']:22} parity passed on {check['n']} texts: "
               f"max abs prob diff {check['max_abs_diff']:.1e}, label agreement {agreement}{kept}")
     return 0

@@ -151,6 +151,7 @@ def _build_int8(raw: Path, encoder_config: Any, target: Path, isa: str, entry: d
     def build(keep: list[str]) -> None:
         graphs.quantize_int8(raw, encoder_config, target, isa, keep_fp32=keep)
         entry["fp32_nodes"] = keep
+        entry.pop("blockwise_nodes", None)
 
     def error_keeping(node: str) -> float:
         build([node])
@@ -172,8 +173,27 @@ def _build_int8(raw: Path, encoder_config: Any, target: Path, isa: str, entry: d
         build(keep)
         missed = check()
         if not missed:
+            if isa == "avx512_vnni":
+                _try_blockwise(target, keep, entry, check)
             return []
     return missed
+
+
+def _try_blockwise(target: Path, keep: list[str], entry: dict[str, Any], check: Callable[[], list[str]]) -> None:
+    """Replace the MatMuls a passing plan kept in fp32 by blockwise int8 ones if parity still holds (faster:
+    on the trained MiniLM, 11 kept MatMuls made the graph 2.7x PyTorch, blockwise ones 3.0x, texts per CPU-second).
+    Only for VNNI, the one ISA it was measured on; otherwise, and if parity fails, the fp32 graph stays."""
+    passing = target.read_bytes()
+    graphs.blockwise_int8(target, keep, target)
+    entry.update(fp32_nodes=[], blockwise_nodes=keep)
+    missed = check()
+    if missed:
+        log.info("blockwise int8 for the %d kept MatMuls missed parity (%s); keeping them in fp32", len(keep),
+                 "; ".join(missed))
+        target.write_bytes(passing)
+        entry.update(fp32_nodes=keep)
+        entry.pop("blockwise_nodes")
+        check()  # the manifest and the parity report describe the fp32-kept graph again
 
 
 def _fallback_plans(matmuls: list[str], ranked_downs: list[str]) -> list[list[str]]:

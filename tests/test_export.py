@@ -111,6 +111,40 @@ def test_int8_keeps_named_matmuls_in_fp32(tiny_model_dir: Path, tmp_path: Path) 
     assert downs[0] in {node.name for node in nodes if node.op_type == "MatMul"}
 
 
+def test_blockwise_int8_replaces_the_kept_matmuls_and_stays_close(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from exporter.export import _try_blockwise
+    from exporter.graphs import blockwise_int8, down_projections, export_fp32, quantize_int8
+    from trainer.model import load_model
+
+    model, tokenizer, _ = load_model(tiny_model_dir)
+    raw = tmp_path / "model.onnx"
+    export_fp32(model, tokenizer, raw)
+    downs = down_projections(raw)
+    kept, blockwise = tmp_path / "kept.onnx", tmp_path / "blockwise.onnx"
+    quantize_int8(raw, model.encoder.config, kept, "avx512_vnni", keep_fp32=downs)
+    blockwise_int8(kept, downs, blockwise)
+    ops = [node.op_type for node in onnx.load(str(blockwise)).graph.node]
+    assert ops.count("MatMulNBits") == 2 and ops.count("MatMulInteger") == 10
+    feed = {k: v.numpy() for k, v in tokenizer(["a fine day", "a much worse day than yesterday"], padding=True,
+                                               return_tensors="pt").items()}
+    logits = [ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+              for path in (kept, blockwise)]
+    np.testing.assert_allclose(logits[1], logits[0], atol=0.05 * float(np.abs(logits[0]).max()))
+
+    # Parity decides: if the blockwise graph misses it, the fp32-kept graph and its manifest entry come back.
+    rejected: dict = {"fp32_nodes": downs}
+    verdicts = iter([["int8 sentiment label agreement"], []])
+    _try_blockwise(kept, downs, rejected, lambda: next(verdicts))
+    assert rejected == {"fp32_nodes": downs}
+    assert "MatMulNBits" not in {node.op_type for node in onnx.load(str(kept)).graph.node}
+    accepted: dict = {"fp32_nodes": downs}
+    _try_blockwise(kept, downs, accepted, lambda: [])
+    assert accepted == {"fp32_nodes": [], "blockwise_nodes": downs}
+    assert "MatMulNBits" in {node.op_type for node in onnx.load(str(kept)).graph.node}
+
+
 def test_int8_fallbacks_keep_the_fewest_down_projections_first() -> None:
     # Two layers: q, k, v, attention output, FFN up, FFN down each; ranking put layer 1's down first.
     matmuls = [f"l{layer}.{part}" for layer in (0, 1) for part in ("q", "k", "v", "o", "up", "down")]
