@@ -47,6 +47,7 @@ class BackpressureReport:
     scoring_rate: float  # R, records/s, measured on a burst
     target_rate: float  # 5R
     achieved_rate: float  # what the producer really reached
+    overload: float  # achieved rate / the rate the worker really scored at while the producer ran
     produced: int
     seconds_producing: float
     lag_peak: int
@@ -59,8 +60,12 @@ class BackpressureReport:
     samples: list[tuple[float, float, int]]  # (seconds since start of overload, RSS MB, lag)
 
 
-def wait_processed(worker: WorkerProcess, records_processed: int) -> None:
-    while worker.status()["records_processed"] < records_processed:
+def wait_processed(worker: WorkerProcess, records_processed: int) -> tuple[float, int]:
+    """Block until the worker has processed that many records; return (when, how many it had then)."""
+    while True:
+        done = worker.status()["records_processed"]
+        if done >= records_processed:
+            return time.monotonic(), done
         time.sleep(0.05)
 
 
@@ -74,10 +79,14 @@ def run(bundle: Path, seconds: float, factor: float, calibration: int, log_dir: 
             produce(brokers, "sentiwatch.texts", warmup)
             wait_processed(worker, len(warmup))
             burst = records("burst-", calibration)
-            started = time.monotonic()
             produce(brokers, "sentiwatch.texts", burst)
+            # Timed between 10% and 90% of the burst, with the rest waiting in Kafka: the rate of a worker
+            # with a backlog. (Timing from the start of production counted the producer's time too and
+            # made R, and so the overload, too small.)
+            first_at, first_done = wait_processed(worker, len(warmup) + len(burst) // 10)
+            last_at, last_done = wait_processed(worker, len(warmup) + len(burst) * 9 // 10)
+            rate = (last_done - first_done) / (last_at - first_at)
             wait_processed(worker, len(warmup) + len(burst))
-            rate = len(burst) / (time.monotonic() - started)
             burst += warmup
             load = records("load-", int(rate * factor * seconds))
             settings = load_settings(environ={"SENTIWATCH_BROKERS": brokers})
@@ -87,7 +96,7 @@ def run(bundle: Path, seconds: float, factor: float, calibration: int, log_dir: 
             t0 = time.monotonic()
             producing.start()
             samples: list[tuple[float, float, int]] = []
-            production_end = None
+            production_end, processed_at_start, processed_at_end = None, worker.status()["records_processed"], 0
             while True:
                 time.sleep(1.0)
                 now = time.monotonic() - t0
@@ -97,7 +106,7 @@ def run(bundle: Path, seconds: float, factor: float, calibration: int, log_dir: 
                 lag = max(0, len(burst) + produced - status["records_processed"])
                 samples.append((round(now, 1), round(rss_mb(worker.process.pid), 1), lag))
                 if production_end is None and not producing.is_alive():
-                    production_end = now
+                    production_end, processed_at_end = now, status["records_processed"]
                 if production_end is not None and status["records_processed"] >= len(burst) + len(load):
                     break
             drained_at = time.monotonic() - t0
@@ -106,7 +115,8 @@ def run(bundle: Path, seconds: float, factor: float, calibration: int, log_dir: 
             expected = {json.loads(v)["id"] for _, v in burst + load}
             return BackpressureReport(
                 scoring_rate=round(rate), target_rate=round(rate * factor),
-                achieved_rate=round(len(load) / production_end), produced=len(load),
+                achieved_rate=round(len(load) / production_end),
+                overload=round(len(load) / max(1, processed_at_end - processed_at_start), 2), produced=len(load),
                 seconds_producing=round(production_end, 1), lag_peak=max(s[2] for s in samples),
                 drain_seconds=round(drained_at - production_end, 1), rss_before_mb=round(rss_before, 1),
                 rss_peak_mb=max(s[1] for s in samples), rss_after_mb=samples[-1][1],
