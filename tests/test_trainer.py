@@ -92,7 +92,7 @@ def test_train_writes_model_metrics_plots_and_card(trained_dir, labelled_csv):
     assert meta["version"] and meta["best_epoch"] > 0
 
     card = (trained_dir / "model_card.md").read_text()
-    for phrase in ("Apache-2.0", "licence is not stated", "Copyright BBC", "English only", "macro-F1"):
+    for phrase in ("Apache-2.0", "licence is not stated", "Copyright BBC", "English only", "macro-F1", "soft targets"):
         assert phrase in card
     training = json.loads((trained_dir / "training.json").read_text())
     assert training["training"]["interrupted"] is False

@@ -5,6 +5,7 @@ Plots use matplotlib's Agg backend (no display on servers or in CI).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,6 +106,12 @@ def model_card(meta: dict, metrics: dict, data_report: dict, split_sizes: dict) 
     lines += [
         "- Texts are de-duplicated by their normalized form (NFKC, case-folded, URLs masked, whitespace "
         "collapsed); the first occurrence's label wins.",
+    ]
+    if json.loads(meta.get("training", {}).get("config", "{}")).get("soft_sentiment_targets"):
+        lines.append("- Sentiment labels that come with an annotator confidence (most tweets; a "
+                     "`sentiment_confidence` column in user files) are trained as soft targets: the confidence "
+                     "on the label, the rest shared by the other classes.")
+    lines += [
         "",
         "| source | read | kept | duplicates dropped | of which conflicting labels | empty dropped |",
         "|---|---|---|---|---|---|",
