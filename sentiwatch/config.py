@@ -62,7 +62,7 @@ class Settings:
     bundle: str = ""
     # auto: fp16 on CUDA when CUDA really came up, else int8 (else fp32) on CPU.
     variant: str = "auto"
-    intra_op_threads: int = 0  # 0: the cores this process may use
+    intra_op_threads: int = 0  # cores for inference (CPU: passes run at once); 0: all this process may use
 
     # Worker
     web_host: str = "127.0.0.1"
