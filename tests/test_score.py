@@ -36,6 +36,18 @@ def test_large_calls_sorted_by_length_keep_input_order(tiny_bundle_dir: Path) ->
     assert scorer.predict([]).sentiment_probs.shape == (0, 3)
 
 
+def test_passes_run_side_by_side_give_the_same_answers_in_order(tiny_bundle_dir: Path) -> None:
+    """Two cores: passes run two at a time on one intra-op thread each; same numbers as one at a time."""
+    texts = [("word " * (i * 5 % 17)) + f"text {i}" for i in range(37)]
+    sequential = load_scorer(tiny_bundle_dir, variant="int8", intra_op_threads=1, max_pass_size=4)
+    parallel = load_scorer(tiny_bundle_dir, variant="int8", intra_op_threads=2, max_pass_size=4)
+    assert (sequential.parallel_passes, parallel.parallel_passes) == (1, 2)
+    expected, got = sequential.predict(texts), parallel.predict(texts)
+    np.testing.assert_array_equal(got.sentiment_probs, expected.sentiment_probs)
+    np.testing.assert_array_equal(got.topic_probs, expected.topic_probs)
+    assert got.truncated.tolist() == expected.truncated.tolist()
+
+
 def test_long_texts_are_truncated_and_flagged(tiny_bundle_dir: Path) -> None:
     scorer = load_scorer(tiny_bundle_dir, variant="int8")
     batch = scorer.encode(["short", "long " * 500])
