@@ -268,3 +268,13 @@ def test_soft_targets_put_the_confidence_on_the_label_and_match_hard_cross_entro
                           F.cross_entropy(logits, labels, weight=weight))
     assert not torch.allclose(weighted_soft_cross_entropy(logits, targets, weight),
                               F.cross_entropy(logits, labels, weight=weight))
+
+
+def test_checkpoint_score_weighs_each_head_by_its_validation_texts():
+    from trainer.metrics import selection_score
+
+    run3_epoch2 = {"sentiment": {"n": 3565, "macro_f1": 0.7979}, "topic": {"n": 208, "macro_f1": 0.9734}}
+    run3_epoch2_5 = {"sentiment": {"n": 3565, "macro_f1": 0.7959}, "topic": {"n": 208, "macro_f1": 0.9785}}
+    assert selection_score(run3_epoch2) > selection_score(run3_epoch2_5)
+    assert selection_score({"topic": {"n": 10, "macro_f1": 0.5}}) == 0.5
+    assert selection_score({}) == 0.0

@@ -76,9 +76,16 @@ def evaluate_predictor(predictor: Predictor, examples: Sequence[Example]) -> tup
 
 
 def selection_score(metrics: dict) -> float:
-    """Early-stopping score: the mean macro-F1 of the heads present (sentiment and topic weigh the same)."""
-    scores = [metrics[head]["macro_f1"] for head in HEADS if head in metrics]
-    return float(np.mean(scores)) if scores else 0.0
+    """Early-stopping and checkpoint score: the heads' macro-F1, each weighted by how many validation texts it
+    was measured on. With the built-in data the topic head is measured on 208 news articles, where one text
+    moves its macro-F1 by about half a point, and the sentiment head on 3,565 tweets: weighed equally, the
+    topic head's noise chose checkpoints (run 3 of the full training kept epoch 2.5, sentiment 0.7959, over
+    epoch 2.0, sentiment 0.7979, for a topic score 0.005 higher)."""
+    heads = [head for head in HEADS if head in metrics and metrics[head]["n"] > 0]
+    if not heads:
+        return 0.0
+    weights = [metrics[head]["n"] for head in heads]
+    return float(np.average([metrics[head]["macro_f1"] for head in heads], weights=weights))
 
 
 def summary_lines(metrics: dict) -> list[str]:
