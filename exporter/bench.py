@@ -42,6 +42,8 @@ def bench_command(args: argparse.Namespace) -> int:
     batch_sizes = parse_batch_sizes(args.batch_sizes)
     if args.texts <= 0:
         raise SentiwatchError(f"--texts must be > 0, got {args.texts}")
+    if args.end_to_end_batch_size <= 0:
+        raise SentiwatchError(f"--end-to-end-batch-size must be > 0, got {args.end_to_end_batch_size}")
     texts = bench_texts(args.texts)
     # One thread count for every engine (SENTIWATCH_INTRA_OP_THREADS, default: the usable cores), so
     # engines are compared on the same cores.
@@ -51,7 +53,8 @@ def bench_command(args: argparse.Namespace) -> int:
     if not args.skip_end_to_end:
         from exporter.bench_e2e import run_end_to_end
 
-        result["end_to_end"] = run_end_to_end(bundle, args.brokers, batch_size=32, model_dir=args.model)
+        result["end_to_end"] = run_end_to_end(bundle, args.brokers, batch_size=args.end_to_end_batch_size,
+                                              model_dir=args.model)
     print(format_table(result))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -136,7 +139,7 @@ def _bench_onnx(scorer: OnnxScorer, texts: Sequence[str], batch_sizes: Sequence[
         for mode, stats in (("included", measure(batches, scorer.predict, size)),
                             ("excluded", measure(tokenized, scorer.predict_encoded, size))):
             rows.append({"engine": f"onnx-{scorer.variant}", "provider": scorer.provider, "batch_size": size,
-                         "tokenization": mode, **stats, "pass_size": min(size, scorer.max_pass_size),
+                         "tokenization": mode, **stats, "pass_size": min(size, scorer.pass_size(size)),
                          "threads": threads})
             log.info("%s", rows[-1])
     return rows

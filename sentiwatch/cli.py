@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", metavar="DIR")
     bench.add_argument("--brokers", metavar="HOST:PORT")
     bench.add_argument("--skip-end-to-end", action="store_true")
+    bench.add_argument("--end-to-end-batch-size", type=int, default=32, metavar="N",
+                       help="the worker's batch_max in the end-to-end run, and bare inference's batch size")
     bench.add_argument("--output", metavar="FILE.json")
     bench.add_argument("--batch-sizes", default="1,8,32,128", metavar="LIST")
     bench.add_argument("--texts", type=int, default=1024, metavar="N", help="texts per measurement")
