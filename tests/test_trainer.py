@@ -164,7 +164,11 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_writes_the_outputs(tiny_base_dir, 
             time.sleep(0.2)
         time.sleep(1.0)  # a few more epochs
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
+        try:
+            _, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("no exit within 120 s of Ctrl-C; its log ends with: " + process.communicate()[1][-3000:])
     finally:
         process.kill()
     assert process.returncode == 0, stderr

@@ -17,10 +17,13 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -168,6 +171,30 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, bucket_batc
     return batches
 
 
+class CtrlC:
+    """While training, the first Ctrl-C only sets `pressed`; the loop stops at the end of the step in hand.
+
+    An exception raised wherever the main thread happens to be (inside tqdm, logging or a checkpoint
+    write) can leave those half-done; a flag checked between steps cannot. The first press restores the
+    previous handler, so a second one interrupts at once. Outside the main thread signals cannot be
+    caught, and Ctrl-C keeps its default behaviour."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._press)
+
+    def _press(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+        self.restore()
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 def train(model: TwoHeadClassifier, tokenizer, train_examples: Sequence[Example],
           validation_examples: Sequence[Example], config: TrainConfig,
           on_best: Callable[[TwoHeadClassifier, dict, float], None]) -> TrainResult:
@@ -175,8 +202,8 @@ def train(model: TwoHeadClassifier, tokenizer, train_examples: Sequence[Example]
 
     `on_best(model, validation_metrics, epoch)` is called at every new best (to write the
     checkpoint), so an interrupted or killed run still leaves the best model on disk. Ctrl-C stops
-    training cleanly; the result says so. Before the first validation there is no best, and Ctrl-C
-    propagates.
+    training cleanly after the step in hand; the result says so (a second Ctrl-C interrupts at once).
+    Before the first validation there is no best, and Ctrl-C propagates.
     """
     random.seed(config.seed)
     np.random.seed(config.seed)
@@ -238,6 +265,7 @@ def train(model: TwoHeadClassifier, tokenizer, train_examples: Sequence[Example]
              torch.get_num_threads(), len(rows), steps_per_epoch, config.epochs,
              " (bf16 autocast)" if use_bf16 else "")
     model.train()
+    ctrl_c = CtrlC()
     try:
         for epoch in range(config.epochs):
             batches = length_bucketed_batches(lengths, config.batch_size, config.bucket_batches, rng)
@@ -272,6 +300,11 @@ def train(model: TwoHeadClassifier, tokenizer, train_examples: Sequence[Example]
                 history["seen"].append(seen)
                 rate = seen / max(1e-9, time.monotonic() - started)
                 bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", ex_per_s=f"{rate:.0f}", refresh=False)
+                if ctrl_c.pressed:
+                    if best_state is None:
+                        raise KeyboardInterrupt
+                    interrupted, stop = True, "Ctrl-C"
+                    break
 
                 out_of_time = budget_seconds is not None and time.monotonic() - started >= budget_seconds
                 if batch_number in eval_at or out_of_time:
@@ -300,10 +333,13 @@ def train(model: TwoHeadClassifier, tokenizer, train_examples: Sequence[Example]
             bar.close()
             if stop:
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the first validation
         if best_state is None:
             raise
         interrupted = True
+    finally:
+        ctrl_c.restore()
+    if interrupted:
         log.warning("interrupted: keeping the best checkpoint (epoch %.2f, validation macro-F1 %.4f)",
                     best_epoch, best_score)
     if best_state is None:  # no validation happened (e.g. a validation split with no examples)
