@@ -30,7 +30,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,16 +136,24 @@ def _worker(bundle_dir: str, brokers: str, batch_size: int, run_id: str) -> Iter
 
 
 def wait_assigned(url: str, process: subprocess.Popen[bytes], log_file: Path, timeout: float = 90.0) -> None:
+    wait_status(url, lambda status: bool(status["lag"]), timeout,
+                f"benchmark worker got no partitions within {timeout:.0f} s; see {log_file}", process, log_file)
+
+
+def wait_status(url: str, ready: Callable[[dict[str, Any]], bool], timeout: float, failure: str,
+                process: subprocess.Popen[bytes] | None = None, log_file: Path | None = None) -> None:
+    """Poll the worker's /status until `ready(status)`; RuntimeError(failure) at the timeout, or at once if
+    `process` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise RuntimeError(f"benchmark worker exited with {process.returncode}; see {log_file}")
         with contextlib.suppress(OSError, ValueError):
             with urllib.request.urlopen(url, timeout=2) as response:
-                if json.loads(response.read())["lag"]:
+                if ready(json.loads(response.read())):
                     return
         time.sleep(0.3)
-    raise RuntimeError(f"benchmark worker got no partitions within {timeout:.0f} s; see {log_file}")
+    raise RuntimeError(failure)
 
 
 def bench_records(texts: list[str], count: int, prefix: str) -> list[tuple[None, bytes]]:
@@ -158,7 +166,8 @@ async def _max_rate(settings: Settings, run_id: str, texts: list[str], count: in
 
     await produce(settings, f"bench-{run_id}.texts", bench_records(texts, count, "max"))
     produced_at = time.time()
-    await _wait_processed(status_url, count, timeout=600)
+    wait_status(status_url, lambda status: status["records_processed"] >= count, 600,
+                f"the benchmark worker did not process {count} records within 600 s")
     records = await read_scored(settings, f"bench-{run_id}.scored", count, timeout=120)
     stamps = sorted(_epoch(json.loads(r.value)["scored_at"]) for r in records)
     # Batches stamped after the producer had finished; all of them if the worker kept up with it.
@@ -166,18 +175,6 @@ async def _max_rate(settings: Settings, run_id: str, texts: list[str], count: in
     stamps = after if len(set(after)) >= 2 else stamps
     first_batch = sum(1 for s in stamps if s == stamps[0])
     return (len(stamps) - first_batch) / max(stamps[-1] - stamps[0], 1e-3)
-
-
-async def _wait_processed(status_url: str, count: int, timeout: float) -> None:
-    """Poll the worker's /status (one small request every half second) until it has processed `count` records."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            with urllib.request.urlopen(status_url, timeout=2) as response:
-                if json.loads(response.read())["records_processed"] >= count:
-                    return
-        await asyncio.sleep(0.5)
-    raise RuntimeError(f"the benchmark worker did not process {count} records within {timeout:.0f} s")
 
 
 async def _latencies(settings: Settings, run_id: str, texts: list[str], rate: float, seconds: float) -> list[float]:

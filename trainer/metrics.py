@@ -24,23 +24,32 @@ def head_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[
     if len(y_true) != len(y_pred):
         raise ValueError("y_true and y_pred differ in length")
     matrix = confusion_matrix(y_true, y_pred, labels)
-    present = [i for i, _ in enumerate(labels) if matrix[i, :].sum() or matrix[:, i].sum()]
     per_class = {}
     f1s = []
-    for i in present:
-        tp = float(matrix[i, i])
-        predicted = float(matrix[:, i].sum())
-        support = int(matrix[i, :].sum())
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    for i, precision, recall, f1 in class_scores(matrix):
         per_class[labels[i]] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-                                "support": support}
+                                "support": int(matrix[i, :].sum())}
         f1s.append(f1)
     n = len(y_true)
     accuracy = float(np.trace(matrix)) / n if n else 0.0
     return {"n": n, "accuracy": round(accuracy, 4), "macro_f1": round(float(np.mean(f1s)) if f1s else 0.0, 4),
             "per_class": per_class}
+
+
+def class_scores(matrix: np.ndarray) -> list[tuple[int, float, float, float]]:
+    """(class index, precision, recall, F1) of every class that occurs in the truth (rows) or the predictions
+    (columns) of a confusion matrix."""
+    scores = []
+    for i in range(len(matrix)):
+        predicted, support = float(matrix[:, i].sum()), float(matrix[i, :].sum())
+        if not predicted and not support:
+            continue
+        tp = float(matrix[i, i])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        scores.append((i, precision, recall, 2 * precision * recall / (precision + recall) if precision + recall
+                       else 0.0))
+    return scores
 
 
 def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> np.ndarray:

@@ -81,7 +81,7 @@ def run_training(out_dir: str | os.PathLike[str], base_dir: str | None, data_spe
     device = resolve_device(config.device)
     predictor = TorchPredictor(model, tokenizer, config.max_length, config.eval_batch_size, device)
     meta["sentiment_logit_offsets"] = calibrate_sentiment(model, predictor, validation_examples)
-    # Written again either way: Ctrl-C may have landed while a checkpoint was being written.
+    # Written again: the offsets changed the sentiment head's bias since the last checkpoint.
     write_checkpoint(model, result.best_validation, result.best_epoch)
 
     metrics, pairs = evaluate_predictor(predictor, splits["test"])
