@@ -12,14 +12,16 @@ land on the changelog partition that the owning worker recovers.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,10 @@ import faust
 
 from sentiwatch.config import Settings
 from streamer.faust_tuning import use_short_fetch_wait
+from streamer.in_order import InOrderDelivery
 from streamer.kafka import faust_broker_url, faust_credentials
 from streamer.metrics import WorkerMetrics
-from streamer.score_stage import BatchScorer, RawMessage, Scorer
+from streamer.score_stage import BATCHES_SCORED_AT_ONCE, BatchOutcome, BatchScorer, RawMessage, Scorer
 from streamer.status import Progress, status_document
 from streamer.topics import TopicCap
 from streamer.window_stage import ScoredMessage, WindowStage
@@ -43,6 +46,9 @@ SOURCE_HEADER = "sentiwatch-source"
 OFFSET_HEADER = "sentiwatch-offset"
 # Prometheus' text format; aiohttp refuses a charset parameter here (UTF-8 is the format's default).
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+# Batches taken and not yet sent while the next one is taken: the ones being scored plus one waiting for
+# its turn, so a scoring thread never waits for the event loop; bounded, so memory is too.
+BATCHES_IN_FLIGHT = BATCHES_SCORED_AT_ONCE + 1
 
 
 @dataclasses.dataclass
@@ -90,7 +96,7 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     metrics = WorkerMetrics()
     metrics.model_info.labels(**model_info).set(1)
     progress = Progress(settings.liveness_stall_seconds)
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+    executor = concurrent.futures.ThreadPoolExecutor(BATCHES_SCORED_AT_ONCE, thread_name_prefix="inference")
     cap = TopicCap(settings.topic_cap, preferred=settings.watchlist)
     batch_scorer = BatchScorer(scorer, settings, cap)
 
@@ -113,8 +119,19 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
 
     @app.agent(texts, name="score")
     async def score_agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_seconds):
-            await _finish_even_if_cancelled(_score_batch(app, settings, worker, batch_scorer, events))
+        loop = asyncio.get_running_loop()
+        batches = InOrderDelivery(BATCHES_IN_FLIGHT)
+        try:
+            # noack_take: an event is acked by `_deliver`, once its scored record (or dead letter) is sent.
+            async for events in stream.noack_take(settings.batch_max, within=settings.batch_within_seconds):
+                messages = [RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
+                                       e.message.timestamp) for e in events]
+                # Inference runs off the event loop, so fetching, heartbeats and earlier batches' sends go on.
+                scoring = loop.run_in_executor(worker.executor, batch_scorer.score, messages)
+                await batches.submit(scoring, functools.partial(_deliver, app, settings, worker, stream, events,
+                                                                messages))
+        finally:
+            await batches.drain()
 
     @app.agent(scored, name="windows")
     async def window_agent(stream: faust.StreamT) -> None:
@@ -162,43 +179,35 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     return worker
 
 
-async def _score_batch(app: faust.App, settings: Settings, worker: Worker, batch_scorer: BatchScorer,
-                       events: list[Any]) -> None:
-    messages = [RawMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
-                           e.message.timestamp) for e in events]
-    loop = asyncio.get_running_loop()
-    # Inference runs off the event loop so fetching, heartbeats and sends go on meanwhile.
-    outcome = await loop.run_in_executor(worker.executor, batch_scorer.score, messages)
+async def _deliver(app: faust.App, settings: Settings, worker: Worker, stream: faust.StreamT, events: list[Any],
+                   messages: list[RawMessage], outcome: BatchOutcome) -> None:
+    """Send one scored batch's records and dead letters, then ack its input events."""
     producer = app.producer
     for out in outcome.scored:
         headers = [(SOURCE_HEADER, out.source.encode("utf-8")), (OFFSET_HEADER, str(out.offset).encode("ascii"))]
         await producer.send(settings.scored_topic, out.key.encode("utf-8"), out.value, None, out.timestamp, headers)
     for dead in outcome.dead:
         await producer.send(settings.dlq_topic, None, dead.value, None, None, None)
+    for event in events:
+        await stream.ack(event)
+    _record_batch(worker, messages, outcome)
+
+
+def _record_batch(worker: Worker, messages: list[RawMessage], outcome: BatchOutcome) -> None:
     metrics = worker.metrics
     now = time.time()
     metrics.inference_seconds.observe(outcome.inference_seconds)
     metrics.batch_size.observe(len(messages))
     for out in outcome.scored:
         metrics.end_to_end.observe(max(0.0, now - out.timestamp))
-        metrics.messages.labels(topic=out.key, sentiment=out.sentiment).inc()
-    for dead in outcome.dead:
-        metrics.dead_letters.labels(reason=dead.reason).inc()
+    for (topic, sentiment), count in collections.Counter((out.key, out.sentiment) for out in outcome.scored).items():
+        metrics.messages.labels(topic=topic, sentiment=sentiment).inc(count)
+    for reason, count in collections.Counter(dead.reason for dead in outcome.dead).items():
+        metrics.dead_letters.labels(reason=reason).inc(count)
     offsets: dict[int, int] = {}
     for message in messages:
         offsets[message.partition] = max(offsets.get(message.partition, -1), message.offset)
     worker.progress.on_batch(offsets, len(messages))
-
-
-async def _finish_even_if_cancelled(batch: Awaitable[None]) -> None:
-    """Run a batch to the end even if the agent is cancelled meanwhile (shutdown): the stream acks a
-    batch's events when the agent leaves it, so a half-done batch would be committed as done."""
-    task = asyncio.ensure_future(batch)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
 
 
 class TopicKeyed(MutableMapping[str, Any]):

@@ -8,6 +8,7 @@ else `other`.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -62,12 +63,14 @@ class TopicCap:
     """Bounds how many distinct topics get their own label (metrics, windows); the rest become `other`.
 
     Topics known in advance (watchlist, model labels) are admitted first; then the first ones seen,
-    until `cap` is reached. One per worker: the admitted set is per process, not global.
+    until `cap` is reached. One per worker: the admitted set is per process, not global. Thread-safe: the
+    worker scores two batches at a time.
     """
 
     def __init__(self, cap: int, preferred: Iterable[str] = ()) -> None:
         self._cap = cap
         self._admitted: set[str] = {OTHER_TOPIC}
+        self._lock = threading.Lock()
         for topic in preferred:
             self.label(topic)
 
@@ -76,10 +79,11 @@ class TopicCap:
             return topic
         if len(topic) > MAX_LABEL_CHARS:
             return OTHER_TOPIC
-        # `other` itself is admitted for free so that the cap counts real topics.
-        if len(self._admitted) - 1 < self._cap:
-            self._admitted.add(topic)
-            return topic
+        with self._lock:
+            # `other` itself is admitted for free so that the cap counts real topics.
+            if topic in self._admitted or len(self._admitted) - 1 < self._cap:
+                self._admitted.add(topic)
+                return topic
         return OTHER_TOPIC
 
     @property

@@ -2,7 +2,7 @@
 
 Settings, Kafka security, the web address and the model bundle are all verified before Faust starts,
 so a bad bundle or config ends in one line naming the problem and nothing half-started. SIGTERM is
-Faust's graceful stop: the batch in hand is finished (see `app._finish_even_if_cancelled`), the
+Faust's graceful stop: the batches in hand are finished (see `in_order.InOrderDelivery.drain`), the
 consumer waits for acked offsets and commits after flushing the producer, then the process exits.
 """
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,41 @@ def test_passes_run_side_by_side_give_the_same_answers_in_order(tiny_bundle_dir:
     np.testing.assert_array_equal(got.sentiment_probs, expected.sentiment_probs)
     np.testing.assert_array_equal(got.topic_probs, expected.topic_probs)
     assert got.truncated.tolist() == expected.truncated.tolist()
+
+
+def test_concurrent_callers_share_the_pass_pool_and_get_their_own_answers(tiny_bundle_dir: Path) -> None:
+    """The worker scores two batches at a time: never more passes at once than configured cores, each
+    caller gets its own rows, and a call's longest pass goes first."""
+    scorer = load_scorer(tiny_bundle_dir, variant="int8", intra_op_threads=1, max_pass_size=4)
+    calls = [[("word " * ((i * 7 + c) % 23)) + f"call {c} text {i}" for i in range(13)] for c in range(4)]
+    expected = [scorer.predict(texts) for texts in calls]
+    running, most, widths = 0, 0, []
+    lock = threading.Lock()
+    run = scorer.run
+
+    def counting_run(batch):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            widths.append(batch.input_ids.shape[1])
+        time.sleep(0.01)  # long enough for another caller's pass to start if the pool let it
+        try:
+            return run(batch)
+        finally:
+            with lock:
+                running -= 1
+
+    scorer.run = counting_run
+    with concurrent.futures.ThreadPoolExecutor(4) as callers:
+        got = list(callers.map(scorer.predict, calls))
+    assert most == 1
+    for one, want in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(one.sentiment_probs, want.sentiment_probs)
+        np.testing.assert_array_equal(one.topic_probs, want.topic_probs)
+    widths.clear()
+    scorer.predict(calls[0])
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
 
 
 def test_long_texts_are_truncated_and_flagged(tiny_bundle_dir: Path) -> None:
