@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 Result = TypeVar("Result")
+
+log = logging.getLogger(__name__)
 
 
 class InOrderDelivery:
@@ -40,16 +43,24 @@ class InOrderDelivery:
             await asyncio.shield(self._pending.popleft())
 
     async def drain(self) -> None:
-        """Wait until every submitted batch is delivered or has failed, even if cancelled meanwhile (a graceful
-        stop finishes the batches in hand before the consumer's last commit); errors were already raised by
-        `submit` or belong to batches after a failed one."""
+        """Wait until every submitted batch is delivered or has failed, even if cancelled meanwhile: a graceful
+        stop finishes the batches in hand before the consumer's last commit. A failure is logged, not raised
+        (the caller is already stopping or failing); those records were not acked and will be read again."""
         remaining = asyncio.gather(*self._pending, return_exceptions=True)
         self._pending.clear()
-        try:
-            await asyncio.shield(remaining)
-        except asyncio.CancelledError:
-            await remaining
-            raise
+        cancelled = False
+        while not remaining.done():
+            try:
+                await asyncio.shield(remaining)
+            except asyncio.CancelledError:
+                cancelled = True  # keep waiting: the watchdog bounds how long a stop may take
+        outcomes = remaining.result()
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            log.warning("%d of %d batches in hand were not delivered (first error: %r); they will be read again",
+                        len(failures), len(outcomes), failures[0])
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 async def _deliver_after(previous: Awaitable[None] | None, result: Awaitable[Result],
