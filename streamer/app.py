@@ -28,7 +28,7 @@ from typing import Any
 import faust
 
 from sentiwatch.config import Settings
-from streamer.faust_tuning import use_short_fetch_wait
+from streamer.faust_tuning import use_tuned_consumer
 from streamer.in_order import InOrderDelivery
 from streamer.kafka import faust_broker_url, faust_credentials
 from streamer.metrics import WorkerMetrics
@@ -92,7 +92,7 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
         key_serializer="raw",
         value_serializer="raw",
     )
-    use_short_fetch_wait(app)
+    use_tuned_consumer(app)
     metrics = WorkerMetrics()
     metrics.model_info.labels(**model_info).set(1)
     progress = Progress(settings.liveness_stall_seconds)
