@@ -1,6 +1,6 @@
 """Benchmark the spike detector on synthetic streams with known surges (benchmarks/synthetic.py).
 
-Every window of every topic goes through `streamer.detector.step`, exactly as in the live worker.
+Every window of every topic goes through `sentiwatch.streamer.detection.detector.step`, exactly as in the live worker.
 An alert "catches" a surge when it opens between the surge's first window and `GRACE` windows after
 its last; any other opened alert is false. Reported:
 * recall on surges of >= 2x with >= 30 texts per window (target >= 0.95), and for all sizes;
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.synthetic import Surge, TopicStream, generate  # noqa: E402
 from sentiwatch.config import load_settings  # noqa: E402
-from streamer.detector import DetectorConfig, DetectorState, WindowStats, step  # noqa: E402
+from sentiwatch.streamer.detection.detector import DetectorConfig, DetectorState, WindowStats, step  # noqa: E402
 
 GRACE = 5
 WEEK_WINDOWS = 7 * 24 * 60

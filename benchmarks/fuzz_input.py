@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streamer.records import MAX_DEAD_LETTER_RAW_BYTES  # noqa: E402
+from sentiwatch.streamer.scoring.records import MAX_DEAD_LETTER_RAW_BYTES  # noqa: E402
 from tests.streaming_helpers import WorkerProcess, consume, produce, running_broker  # noqa: E402
 
 KEY = b"fuzz"

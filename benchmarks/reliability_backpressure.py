@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sentiwatch.config import load_settings  # noqa: E402
-from streamer.replay import produce as replay_produce  # noqa: E402
+from sentiwatch.tools.replay import produce as replay_produce  # noqa: E402
 from tests.streaming_helpers import WorkerProcess, consume, produce, running_broker  # noqa: E402
 
 TEXT = ("The quarterly numbers were a disappointment and the outlook is worse than anyone feared; "

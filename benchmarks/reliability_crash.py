@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streamer.windows import window_start  # noqa: E402
+from sentiwatch.streamer.windows.tumbling import window_start  # noqa: E402
 from tests.streaming_helpers import WorkerProcess, consume, produce, running_broker  # noqa: E402
 
 WINDOW_SECONDS = 60

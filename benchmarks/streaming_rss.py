@@ -23,10 +23,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from exporter.bench_e2e import bench_records, read_scored, wait_assigned
 from sentiwatch.config import load_settings
-from streamer.broker import embedded_broker, free_port
-from streamer.replay import produce
+from sentiwatch.exporter.bench_e2e import bench_records, read_scored, wait_assigned
+from sentiwatch.streamer.kafka.broker import embedded_broker, free_port
+from sentiwatch.tools.replay import produce
 
 SAMPLE_SECONDS = 10.0
 
@@ -62,7 +62,7 @@ def main() -> int:
     parser.add_argument("--warmup-seconds", type=float, default=240.0)
     parser.add_argument("--output")
     args = parser.parse_args()
-    from trainer.data import builtin_test_texts
+    from sentiwatch.trainer.data import builtin_test_texts
 
     texts = [row["text"] for row in builtin_test_texts()]
     with embedded_broker() as brokers:

@@ -26,8 +26,8 @@ import numpy as np
 
 from sentiwatch.config import load_settings
 from sentiwatch.errors import SentiwatchError
-from streamer.bundle import load_bundle
-from streamer.scorer import CPU, CUDA, DEFAULT_PASS_SIZE, OnnxScorer, load_scorer
+from sentiwatch.streamer.inference.bundle import load_bundle
+from sentiwatch.streamer.inference.scorer import CPU, CUDA, DEFAULT_PASS_SIZE, OnnxScorer, load_scorer
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def bench_command(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"machine": machine_info(), "texts": text_stats(texts, bundle),
                               "inference": run_inference(bundle, args.model, texts, batch_sizes, threads)}
     if not args.skip_end_to_end:
-        from exporter.bench_e2e import run_end_to_end
+        from sentiwatch.exporter.bench_e2e import run_end_to_end
 
         result["end_to_end"] = run_end_to_end(bundle, args.brokers, batch_size=args.end_to_end_batch_size,
                                               model_dir=args.model)
@@ -76,7 +76,7 @@ def parse_batch_sizes(text: str) -> list[int]:
 
 def bench_texts(n: int) -> list[str]:
     """The first n tweets of the built-in test split, repeated when n is larger than the split."""
-    from trainer.data import builtin_test_texts
+    from sentiwatch.trainer.data import builtin_test_texts
 
     tweets = [row["text"] for row in builtin_test_texts() if "sentiment" in row]
     return [tweets[i % len(tweets)] for i in range(n)]
@@ -149,8 +149,8 @@ def _bench_torch(model_dir: str, texts: Sequence[str], batch_sizes: Sequence[int
                  threads: int) -> list[dict[str, Any]]:
     import torch
 
-    from trainer.model import load_model
-    from trainer.predict import TorchPredictor, pad_batch
+    from sentiwatch.trainer.model import load_model
+    from sentiwatch.trainer.predict import TorchPredictor, pad_batch
 
     torch.set_num_threads(threads)
     model, tokenizer, _ = load_model(model_dir)

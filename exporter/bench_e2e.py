@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from sentiwatch.config import Settings, load_settings
-from streamer.broker import embedded_broker, free_port
-from streamer.score_stage import BATCHES_SCORED_AT_ONCE
+from sentiwatch.streamer.kafka.broker import embedded_broker, free_port
+from sentiwatch.streamer.scoring.stage import BATCHES_SCORED_AT_ONCE
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ PHASE_SECONDS = 20.0  # length of each measurement (bare: half of it)
 def run_end_to_end(bundle_dir: str, brokers: str | None, batch_size: int = 32, model_dir: str | None = None,
                    texts: list[str] | None = None, phase_seconds: float = PHASE_SECONDS) -> dict[str, Any]:
     """Run all four measurements; starts an embedded broker when `brokers` is None."""
-    from streamer.scorer import load_scorer
+    from sentiwatch.streamer.inference.scorer import load_scorer
 
     texts = texts or _bench_texts()
     scorer = load_scorer(bundle_dir, "auto", 0)
@@ -94,7 +94,7 @@ def run_end_to_end(bundle_dir: str, brokers: str | None, batch_size: int = 32, m
 
 
 def _bench_texts() -> list[str]:
-    from trainer.data import builtin_test_texts
+    from sentiwatch.trainer.data import builtin_test_texts
 
     return [row["text"] for row in builtin_test_texts()]
 
@@ -177,7 +177,7 @@ def bench_records(texts: list[str], count: int, prefix: str) -> list[tuple[None,
 
 
 async def _max_rate(settings: Settings, run_id: str, texts: list[str], count: int, status_url: str) -> float:
-    from streamer.replay import produce
+    from sentiwatch.tools.replay import produce
 
     await produce(settings, f"bench-{run_id}.texts", bench_records(texts, count, "max"))
     produced_at = time.time()
@@ -193,7 +193,7 @@ async def _max_rate(settings: Settings, run_id: str, texts: list[str], count: in
 
 
 async def _latencies(settings: Settings, run_id: str, texts: list[str], rate: float, seconds: float) -> list[float]:
-    from streamer.replay import produce
+    from sentiwatch.tools.replay import produce
 
     count = max(int(rate * seconds), 50)
     topic = f"bench-{run_id}.scored"
@@ -208,7 +208,7 @@ async def read_scored(settings: Settings, topic: str, count: int, timeout: float
     """Read `count` scored records whose id starts with `prefix` (counting, never trusting end offsets)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streamer.kafka import aiokafka_options
+    from sentiwatch.streamer.kafka.connection import aiokafka_options
 
     consumer = AIOKafkaConsumer(**aiokafka_options(settings), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
@@ -243,8 +243,8 @@ async def _baseline_loop(settings: Settings, texts: list[str], model_dir: str, s
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from transformers import pipeline
 
-    from streamer.kafka import aiokafka_options
-    from streamer.replay import produce
+    from sentiwatch.streamer.kafka.connection import aiokafka_options
+    from sentiwatch.tools.replay import produce
 
     classify = pipeline("text-classification", model=model_dir, device="cpu")
     classify(texts[0])  # warm-up

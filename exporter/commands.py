@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from exporter.export import expand_precisions, export_bundle
-from exporter.score import score_file
+from sentiwatch.exporter.export import expand_precisions, export_bundle
+from sentiwatch.exporter.score import score_file
 
 
 def export_command(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 The bundle is built in a scratch folder beside the target and moved into place only after every
 requested variant passed its parity check, so a failed export never leaves a bundle behind that
-the streamer could load. Parity is measured through `streamer.scorer` itself (the `tokenizers`
+the streamer could load. Parity is measured through `sentiwatch.streamer.inference.scorer` itself (the `tokenizers`
 tokenizer, the real ONNX Runtime session), i.e. exactly the code path production scores with.
 """
 
@@ -18,12 +18,12 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from exporter import graphs, manifest, parity
 from sentiwatch.errors import DataError, SentiwatchError
-from streamer.bundle import MANIFEST, OUTPUT_NAMES, TOKENIZER
-from streamer.scorer import CPU, CUDA, load_scorer
-from trainer.model import load_model
-from trainer.predict import TorchPredictor
+from sentiwatch.exporter import graphs, manifest, parity
+from sentiwatch.streamer.inference.bundle import MANIFEST, OUTPUT_NAMES, TOKENIZER
+from sentiwatch.streamer.inference.scorer import CPU, CUDA, load_scorer
+from sentiwatch.trainer.model import load_model
+from sentiwatch.trainer.predict import TorchPredictor
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ def validation_parity_set(data_specs: Sequence[str] | None = None, limit: int = 
     """Texts from the validation split (never trained on) of the model's training data, else the built-in
     data: every topic-labelled text up to half the budget, so the topic macro-F1 rests on more than a
     handful of texts, the rest spread evenly over the others."""
-    from trainer.data import load_examples, split_examples
+    from sentiwatch.trainer.data import load_examples, split_examples
 
     specs = list(data_specs or ["builtin"])
     try:

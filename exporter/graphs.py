@@ -23,8 +23,8 @@ from optimum.onnxruntime.configuration import AutoQuantizationConfig, Optimizati
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 from sentiwatch.errors import SentiwatchError
-from streamer.bundle import OUTPUT_NAMES
-from trainer.model import TwoHeadClassifier
+from sentiwatch.streamer.inference.bundle import OUTPUT_NAMES
+from sentiwatch.trainer.model import TwoHeadClassifier
 
 OPSET = 17
 ORT_DEFAULT_LOG_SEVERITY = 2  # warnings and above

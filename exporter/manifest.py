@@ -1,4 +1,4 @@
-"""Writing a bundle's label map and manifest, the files `streamer.bundle.load_bundle` checks.
+"""Writing a bundle's label map and manifest, the files `sentiwatch.streamer.inference.bundle.load_bundle` checks.
 
 The manifest records where the model came from (version, base model, training data and split
 fingerprints, training metrics) and, for every variant, its file, precision, intended execution
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sentiwatch.hashing import sha256_file
-from streamer.bundle import FORMAT_VERSION, LABELS, MANIFEST, TOKENIZER
+from sentiwatch.streamer.inference.bundle import FORMAT_VERSION, LABELS, MANIFEST, TOKENIZER
 
 # Keys of the model folder's `config.json["sentiwatch"]` that are label maps, not provenance.
 _LABEL_KEYS = ("sentiment_labels", "topic_labels", "pooling")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from sentiwatch.predictor import Prediction
-from trainer.metrics import head_metrics
+from sentiwatch.trainer.metrics import head_metrics
 
 HEADS: tuple[str, str] = ("sentiment", "topic")
 

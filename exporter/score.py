@@ -16,8 +16,8 @@ from typing import Any
 from tqdm import tqdm
 
 from sentiwatch.predictor import Prediction
+from sentiwatch.streamer.inference.scorer import OnnxScorer, load_scorer
 from sentiwatch.textio import Row, read_rows, write_jsonl
-from streamer.scorer import OnnxScorer, load_scorer
 
 DECIMALS = 6
 

@@ -17,16 +17,16 @@ from sentiwatch.errors import SentiwatchError
 
 # subcommand -> "module:function"; the function takes the parsed arguments and returns an exit status.
 HANDLERS: dict[str, str] = {
-    "train": "trainer.commands:train_command",
-    "evaluate": "trainer.commands:evaluate_command",
-    "export": "exporter.commands:export_command",
-    "score": "exporter.commands:score_command",
-    "bench": "exporter.bench:bench_command",
-    "broker": "streamer.broker:broker_command",
-    "stream": "streamer.worker:stream_command",
-    "replay": "streamer.replay:replay_command",
-    "backtest": "streamer.backtest:backtest_command",
-    "demo": "sentiwatch.demo:demo_command",
+    "train": "sentiwatch.trainer.commands:train_command",
+    "evaluate": "sentiwatch.trainer.commands:evaluate_command",
+    "export": "sentiwatch.exporter.commands:export_command",
+    "score": "sentiwatch.exporter.commands:score_command",
+    "bench": "sentiwatch.exporter.bench:bench_command",
+    "broker": "sentiwatch.streamer.kafka.broker:broker_command",
+    "stream": "sentiwatch.streamer.worker:stream_command",
+    "replay": "sentiwatch.tools.replay:replay_command",
+    "backtest": "sentiwatch.streamer.detection.backtest:backtest_command",
+    "demo": "sentiwatch.tools.demo:demo_command",
 }
 
 

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sentiwatch.detector_config import DetectorConfig
 from sentiwatch.errors import ConfigError
-from streamer.detector import DetectorConfig
 
 log = logging.getLogger(__name__)
 

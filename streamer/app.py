@@ -28,14 +28,14 @@ from typing import Any
 import faust
 
 from sentiwatch.config import Settings
-from streamer.faust_tuning import use_tuned_consumer
-from streamer.in_order import InOrderDelivery
-from streamer.kafka import faust_broker_url, faust_credentials
-from streamer.metrics import WorkerMetrics
-from streamer.score_stage import BATCHES_SCORED_AT_ONCE, BatchOutcome, BatchScorer, RawMessage, Scorer
-from streamer.status import Progress, status_document
-from streamer.topics import TopicCap
-from streamer.window_stage import ScoredMessage, WindowStage
+from sentiwatch.streamer.kafka.connection import faust_broker_url, faust_credentials
+from sentiwatch.streamer.kafka.faust_tuning import use_tuned_consumer
+from sentiwatch.streamer.ops.metrics import WorkerMetrics
+from sentiwatch.streamer.ops.status import Progress, status_document
+from sentiwatch.streamer.scoring.in_order import InOrderDelivery
+from sentiwatch.streamer.scoring.stage import BATCHES_SCORED_AT_ONCE, BatchOutcome, BatchScorer, RawMessage, Scorer
+from sentiwatch.streamer.scoring.topics import TopicCap
+from sentiwatch.streamer.windows.stage import ScoredMessage, WindowStage
 
 log = logging.getLogger(__name__)
 

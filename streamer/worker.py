@@ -15,7 +15,7 @@ import socket
 
 from sentiwatch.config import Settings, load_settings
 from sentiwatch.errors import ConfigError
-from streamer.kafka import ensure_topics, security_from_settings
+from sentiwatch.streamer.kafka.connection import ensure_topics, security_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def run_stream(settings: Settings) -> int:
     security_from_settings(settings)
     check_bindable(settings.web_host, settings.web_port)
 
-    from streamer.scorer import load_scorer
+    from sentiwatch.streamer.inference.scorer import load_scorer
 
     scorer = load_scorer(settings.bundle, settings.variant, settings.intra_op_threads)
     model_info = {"version": scorer.version, "provider": scorer.provider, "precision": scorer.precision}
@@ -42,15 +42,15 @@ def run_stream(settings: Settings) -> int:
     asyncio.set_event_loop(loop)
     topics = [settings.input_topic, settings.scored_topic, settings.dlq_topic, settings.alerts_topic]
     partitions = loop.run_until_complete(ensure_topics(settings, topics))
-    # Window state is partitioned like the scored topic (see streamer.app); a mismatch would scatter it.
+    # Window state is partitioned like the scored topic (see sentiwatch.streamer.app); a mismatch would scatter it.
     if partitions.get(settings.scored_topic) != settings.topic_partitions:
         raise ConfigError(f"config key 'topic_partitions': is {settings.topic_partitions} but Kafka topic "
                           f"{settings.scored_topic} has {partitions.get(settings.scored_topic)} partitions")
 
     import faust
 
-    from streamer.app import build_worker
-    from streamer.watchdog import Watchdog, guarded_worker_class
+    from sentiwatch.streamer.app import build_worker
+    from sentiwatch.streamer.ops.watchdog import Watchdog, guarded_worker_class
 
     worker = build_worker(settings, scorer, model_info)
     # Faust retries a lost broker forever, even after SIGTERM: the watchdog exits instead (see its module).

@@ -28,7 +28,7 @@ def tiny_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from trainer.model import default_base_dir
+    from sentiwatch.trainer.model import default_base_dir
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny-base")
@@ -47,7 +47,7 @@ def tiny_model_dir(tiny_base_dir: Path, tmp_path_factory: pytest.TempPathFactory
     import torch
 
     from sentiwatch.labels import DEFAULT_TOPIC_LABELS, SENTIMENT_LABELS
-    from trainer.model import TwoHeadClassifier, load_base, save_model
+    from sentiwatch.trainer.model import TwoHeadClassifier, load_base, save_model
 
     torch.manual_seed(1)
     encoder, tokenizer, _ = load_base(tiny_base_dir)
@@ -71,8 +71,8 @@ def tiny_bundle_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
     """`tiny_model_dir` exported to an ONNX bundle (fp32 + int8) through the real exporter. Treat it as
     read-only (copy it with `copy_dir` to tamper). Random weights give near-uniform probabilities, so
     int8 must agree on 95% of labels here instead of the 99% required of trained models."""
-    from exporter.export import export_bundle, validation_parity_set
-    from exporter.parity import ParityLimits
+    from sentiwatch.exporter.export import export_bundle, validation_parity_set
+    from sentiwatch.exporter.parity import ParityLimits
 
     out = tmp_path_factory.mktemp("tiny-bundle") / "bundle"
     export_bundle(tiny_model_dir, out, ["fp32", "int8"], "auto", validation_parity_set(limit=64),

@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from sentiwatch.config import load_settings
-from streamer.broker import free_port, start_broker, stop_broker
+from sentiwatch.streamer.kafka.broker import free_port, start_broker, stop_broker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,7 +115,7 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 
 def produce(brokers: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
     """Produce (key, value) records in order with the replay code path."""
-    from streamer.replay import produce as replay_produce
+    from sentiwatch.tools.replay import produce as replay_produce
 
     settings = load_settings(environ={"SENTIWATCH_BROKERS": brokers})
     return asyncio.run(replay_produce(settings, topic, list(records)))
@@ -154,7 +154,7 @@ async def _consume(brokers: str, topic: str, expected: int, timeout: float) -> l
 
 def topic_exists(brokers: str, topic: str) -> bool:
     """Whether the brokers know `topic` now (`consume` waits for a topic and then fails if it never comes)."""
-    from streamer.watchdog import probe_brokers
+    from sentiwatch.streamer.ops.watchdog import probe_brokers
 
     probe = asyncio.run(probe_brokers({"bootstrap_servers": brokers}, [topic]))
     return probe.reachable and not probe.missing

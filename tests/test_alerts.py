@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from streamer.alerts import TermBaseline, build_alert_event, extract_terms, top_terms
-from streamer.detector import Detection, WindowStats
+from sentiwatch.streamer.detection.alerts import TermBaseline, build_alert_event, extract_terms, top_terms
+from sentiwatch.streamer.detection.detector import Detection, WindowStats
 
 CALM_TEXTS = [
     "the delivery was late again", "customer support never answers", "price went up this month",

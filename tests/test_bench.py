@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.bench import latency_stats, parse_batch_sizes
 from sentiwatch.cli import main
 from sentiwatch.errors import SentiwatchError
+from sentiwatch.exporter.bench import latency_stats, parse_batch_sizes
 
 
 def test_bench_writes_contract_json(tiny_bundle_dir: Path, tiny_model_dir: Path, tmp_path: Path,

@@ -3,7 +3,7 @@ import subprocess
 import sys
 import time
 
-from streamer.broker import free_port, port_open
+from sentiwatch.streamer.kafka.broker import free_port, port_open
 from tests.streaming_helpers import REPO_ROOT
 
 

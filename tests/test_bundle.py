@@ -11,8 +11,8 @@ import pytest
 
 from sentiwatch.errors import BundleError
 from sentiwatch.hashing import sha256_file
-from streamer.bundle import load_bundle
-from streamer.scorer import load_scorer
+from sentiwatch.streamer.inference.bundle import load_bundle
+from sentiwatch.streamer.inference.scorer import load_scorer
 
 from .conftest import REPO_ROOT
 
@@ -73,7 +73,7 @@ def test_labels_must_match_the_graph_outputs(tiny_bundle_dir: Path, copy_dir) ->
 
 
 def test_bundle_and_scorer_import_no_torch() -> None:
-    code = ("import sys, streamer.bundle, streamer.scorer; "
+    code = ("import sys, sentiwatch.streamer.inference.bundle, sentiwatch.streamer.inference.scorer; "
             "bad = [m for m in ('torch', 'transformers', 'optimum') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)

@@ -1,4 +1,4 @@
-"""trainer.data: the fixed split, de-duplication, the built-in corpora and errors in users' files."""
+"""sentiwatch.trainer.data: the fixed split, de-duplication, the built-in corpora and errors in users' files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from sentiwatch.errors import DataError
 from sentiwatch.labels import DEFAULT_TOPIC_LABELS
-from trainer.data import (
+from sentiwatch.trainer.data import (
     Example,
     builtin_test_texts,
     fingerprint,
@@ -129,6 +129,7 @@ def test_fingerprint_depends_on_texts_and_labels_not_on_order():
 
 
 def test_data_module_imports_neither_torch_nor_transformers():
-    code = "import sys, trainer.data; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    code = ("import sys, sentiwatch.trainer.data; "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

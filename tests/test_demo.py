@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streamer.demo import DEMO_WATCHLIST, DemoPlan, build_demo_stream
-from streamer.topics import Watchlist
+from sentiwatch.streamer.scoring.topics import Watchlist
+from sentiwatch.tools.demo_stream import DEMO_WATCHLIST, DemoPlan, build_demo_stream
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -118,8 +118,8 @@ def test_the_worker_needs_nothing_outside_the_image() -> None:
     streamer/) and distributions the serve extra brings in: never torch, transformers or optimum.
 
     The worker imports much of its code lazily, inside functions, so the project modules it can reach are
-    found by following every import statement from streamer.worker; they are then imported for real."""
-    modules, external = _reachable_modules(["sentiwatch.cli", "streamer.worker"])
+    found by following every import statement from sentiwatch.streamer.worker; they are then imported for real."""
+    modules, external = _reachable_modules(["sentiwatch.cli", "sentiwatch.streamer.worker"])
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     image_distributions = _closure(project["dependencies"] + project["optional-dependencies"]["serve"])
     import_names = {name for name, dists in importlib.metadata.packages_distributions().items()
@@ -132,7 +132,7 @@ def test_the_worker_needs_nothing_outside_the_image() -> None:
     loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                                        cwd=REPO_ROOT, timeout=120).stdout)
     # cython_runtime is the pseudo-module every Cython-compiled extension (yarl, faust speedups) registers.
-    allowed |= {"sentiwatch", "streamer", "__main__", "_distutils_hack", "cython_runtime"}
+    allowed |= {"sentiwatch", "__main__", "_distutils_hack", "cython_runtime"}
     outside = sorted(m for m in loaded if m not in allowed and not m.startswith("_"))
     assert outside == [], f"importing the worker loads modules the streamer image lacks: {outside}"
     assert not set(HEAVY) & set(loaded)
@@ -145,7 +145,7 @@ def _reachable_modules(roots: list[str]) -> tuple[set[str], set[str]]:
         module = pending.pop()
         if module in project:
             continue
-        path = REPO_ROOT / (module.replace(".", "/") + ".py")
+        path = _source_path(module)
         if not path.exists():
             path = path.with_suffix("") / "__init__.py"
         project.add(module)
@@ -153,17 +153,25 @@ def _reachable_modules(roots: list[str]) -> tuple[set[str], set[str]]:
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                # `from streamer import scorer` imports the module streamer.scorer.
+                # `from sentiwatch.streamer.scoring import records` imports the module ...scoring.records.
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names
-                                         if (REPO_ROOT / node.module.replace(".", "/") / f"{a.name}.py").exists()]
+                                         if _source_path(f"{node.module}.{a.name}").exists()]
             else:
                 names = []
             for name in names:
-                if name.split(".")[0] in ("sentiwatch", "streamer"):
+                if name.split(".")[0] == "sentiwatch":
                     pending.append(name)
                 else:
                     external.add(name.split(".")[0])
     return project, external
+
+
+def _source_path(module: str) -> Path:
+    """The .py file of a project module; the parts' folders map into `sentiwatch` (pyproject's package-dir)."""
+    parts = module.split(".")
+    if parts[:2] in (["sentiwatch", "streamer"], ["sentiwatch", "trainer"], ["sentiwatch", "exporter"]):
+        parts = parts[1:]
+    return REPO_ROOT / ("/".join(parts) + ".py")
 
 
 def _normal(name: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from sentiwatch.config import load_settings
 from sentiwatch.errors import ConfigError
-from streamer.detector import Detection, DetectorConfig, DetectorState, WindowStats, step
+from sentiwatch.streamer.detection.detector import Detection, DetectorConfig, DetectorState, WindowStats, step
 
 CONFIG = DetectorConfig()
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from benchmarks.detector_synthetic import evaluate
 from benchmarks.synthetic import count_series, generate
-from streamer.detector import DetectorConfig
+from sentiwatch.streamer.detection.detector import DetectorConfig
 
 
 def test_generator_is_deterministic_and_its_ground_truth_consistent():

@@ -10,12 +10,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from exporter.export import NO_GPU, ParityError, _fallback_plans, export_bundle, validation_parity_set
-from exporter.graphs import detect_int8_isa
-from exporter.parity import ParityLimits, wilson_interval
 from sentiwatch.cli import main
 from sentiwatch.errors import SentiwatchError
-from streamer.scorer import CUDA, load_scorer
+from sentiwatch.exporter.export import NO_GPU, ParityError, _fallback_plans, export_bundle, validation_parity_set
+from sentiwatch.exporter.graphs import detect_int8_isa
+from sentiwatch.exporter.parity import ParityLimits, wilson_interval
+from sentiwatch.streamer.inference.scorer import CUDA, load_scorer
 
 TEXTS = ["What a great day!", "the service was awful and slow", "", "Stocks fell 3% after the earnings call " * 20]
 
@@ -44,8 +44,8 @@ def test_bundle_has_both_heads_dynamic_axes_and_passed_parity(tiny_bundle_dir: P
 
 
 def test_fp32_graph_matches_pytorch(tiny_model_dir: Path, tiny_bundle_dir: Path) -> None:
-    from trainer.model import load_model
-    from trainer.predict import TorchPredictor
+    from sentiwatch.trainer.model import load_model
+    from sentiwatch.trainer.predict import TorchPredictor
 
     model, tokenizer, _ = load_model(tiny_model_dir)
     reference = TorchPredictor(model, tokenizer, max_length=128).predict(TEXTS)
@@ -96,8 +96,8 @@ def test_int8_isa_comes_from_cpu_flags(tmp_path: Path, flags: str, expected: str
 def test_int8_keeps_named_matmuls_in_fp32(tiny_model_dir: Path, tmp_path: Path) -> None:
     import onnx
 
-    from exporter.graphs import down_projections, export_fp32, quantize_int8, weight_matmuls
-    from trainer.model import load_model
+    from sentiwatch.exporter.graphs import down_projections, export_fp32, quantize_int8, weight_matmuls
+    from sentiwatch.trainer.model import load_model
 
     model, tokenizer, _ = load_model(tiny_model_dir)
     raw = tmp_path / "model.onnx"
@@ -114,9 +114,9 @@ def test_int8_keeps_named_matmuls_in_fp32(tiny_model_dir: Path, tmp_path: Path) 
 def test_blockwise_int8_replaces_the_kept_matmuls_and_stays_close(tiny_model_dir: Path, tmp_path: Path) -> None:
     import onnx
 
-    from exporter.export import _try_blockwise
-    from exporter.graphs import blockwise_int8, down_projections, export_fp32, quantize_int8
-    from trainer.model import load_model
+    from sentiwatch.exporter.export import _try_blockwise
+    from sentiwatch.exporter.graphs import blockwise_int8, down_projections, export_fp32, quantize_int8
+    from sentiwatch.trainer.model import load_model
 
     model, tokenizer, _ = load_model(tiny_model_dir)
     raw = tmp_path / "model.onnx"

@@ -1,10 +1,10 @@
-"""The consumer changes in `streamer.faust_tuning` that can be checked without a broker."""
+"""The consumer changes in `sentiwatch.streamer.kafka.faust_tuning` that can be checked without a broker."""
 
 from __future__ import annotations
 
 import asyncio
 
-from streamer.faust_tuning import SeekEpochs
+from sentiwatch.streamer.kafka.faust_tuning import SeekEpochs
 
 
 def test_records_fetched_before_a_seek_are_stale_only_for_the_partitions_it_moved() -> None:

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from benchmarks.fuzz_input import run_fuzz
 from sentiwatch.config import load_settings
-from streamer.records import NOT_UTF8, REASONS, Rejected, TextRecord, dead_letter, validate
-from streamer.score_stage import BatchScorer, RawMessage
-from streamer.topics import TopicCap
+from sentiwatch.streamer.scoring.records import NOT_UTF8, REASONS, Rejected, TextRecord, dead_letter, validate
+from sentiwatch.streamer.scoring.stage import BatchScorer, RawMessage
+from sentiwatch.streamer.scoring.topics import TopicCap
 from tests.streaming_helpers import running_broker
 
 MAX_TEXT_BYTES = 2_000
@@ -64,7 +64,7 @@ def valid_bytes(draw: st.DrawFn) -> tuple[str, bytes]:
 
 @pytest.fixture(scope="module")
 def batch_scorer(tiny_bundle_dir):
-    from streamer.scorer import load_scorer
+    from sentiwatch.streamer.inference.scorer import load_scorer
 
     config = load_settings(environ={"SENTIWATCH_MAX_TEXT_BYTES": str(MAX_TEXT_BYTES)})
     scorer = load_scorer(tiny_bundle_dir, "auto", 1)
@@ -122,7 +122,7 @@ def test_a_one_megabyte_record_still_fits_in_one_dead_letter():
 
 
 def test_one_megabyte_text_is_scored_truncated_when_the_limit_allows(tiny_bundle_dir):
-    from streamer.scorer import load_scorer
+    from sentiwatch.streamer.inference.scorer import load_scorer
 
     config = load_settings(environ={"SENTIWATCH_MAX_TEXT_BYTES": str(2 * 1024 * 1024)})
     stage = BatchScorer(load_scorer(tiny_bundle_dir, "auto", 1), config, TopicCap(10, preferred={}))

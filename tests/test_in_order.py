@@ -1,4 +1,4 @@
-"""In-order delivery of batches scored side by side (`streamer.in_order`), without Kafka."""
+"""In-order delivery of batches scored side by side (`sentiwatch.streamer.scoring.in_order`), without Kafka."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from streamer.in_order import InOrderDelivery
+from sentiwatch.streamer.scoring.in_order import InOrderDelivery
 
 
 def later(loop: asyncio.AbstractEventLoop, seconds: float, value: object) -> asyncio.Future[object]:

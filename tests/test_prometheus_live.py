@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from streamer.broker import free_port
+from sentiwatch.streamer.kafka.broker import free_port
 from tests.conftest import REPO_ROOT
 from tests.streaming_helpers import WorkerProcess, consume, produce, running_broker
 
@@ -39,7 +39,7 @@ def sentiment_pools(bundle: Path) -> dict[str, list[str]]:
     candidates with the same ONNX variant the worker uses, keeping wide margins only so that
     batching and padding in the worker cannot flip a label.
     """
-    from streamer.scorer import load_scorer
+    from sentiwatch.streamer.inference.scorer import load_scorer
 
     scorer = load_scorer(bundle, intra_op_threads=1)
     rng = np.random.default_rng(0)

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from streamer import records
-from streamer.records import Rejected, TextRecord, dead_letter, parse_timestamp, validate
+from sentiwatch.streamer.scoring import records
+from sentiwatch.streamer.scoring.records import Rejected, TextRecord, dead_letter, parse_timestamp, validate
 
 KAFKA_TS = 1_700_000_000.0
 

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from sentiwatch.config import load_settings
-from streamer.broker import free_port, start_broker, stop_broker
-from streamer.watchdog import BrokerVerdict, Probe, Watchdog
+from sentiwatch.streamer.kafka.broker import free_port, start_broker, stop_broker
+from sentiwatch.streamer.ops.watchdog import BrokerVerdict, Probe, Watchdog
 from tests.streaming_helpers import WorkerProcess, consume, produce, topic_exists
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.broker import free_port
+from sentiwatch.streamer.kafka.broker import free_port
 from tests.streaming_helpers import REPO_ROOT, running_broker, topic_exists
 
 

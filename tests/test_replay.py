@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from streamer.replay import file_records
+from sentiwatch.tools.replay import file_records
 from tests.streaming_helpers import REPO_ROOT, consume, running_broker
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exporter.score import score_file
 from sentiwatch.cli import main
 from sentiwatch.errors import BundleError
-from streamer.scorer import CPU, load_scorer
+from sentiwatch.exporter.score import score_file
+from sentiwatch.streamer.inference.scorer import CPU, load_scorer
 
 
 def test_auto_picks_int8_on_cpu_and_reports_the_provider_that_came_up(tiny_bundle_dir: Path) -> None:
@@ -138,8 +138,8 @@ def test_cli_score_jsonl_with_custom_columns(tiny_bundle_dir: Path, tmp_path: Pa
 def test_variant_plan_puts_fp16_on_cuda_and_int8_only_on_cpu(tiny_bundle_dir: Path) -> None:
     import dataclasses
 
-    from streamer.bundle import Variant, load_bundle
-    from streamer.scorer import CUDA, candidate_plan
+    from sentiwatch.streamer.inference.bundle import Variant, load_bundle
+    from sentiwatch.streamer.inference.scorer import CUDA, candidate_plan
 
     bundle = load_bundle(tiny_bundle_dir)
     fp16 = Variant("fp16", tiny_bundle_dir / "model-fp16.onnx", "fp16", CUDA, {})

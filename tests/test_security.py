@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from sentiwatch.config import load_settings
-from streamer.broker import free_port
-from streamer.kafka import aiokafka_options, faust_credentials
+from sentiwatch.streamer.kafka.broker import free_port
+from sentiwatch.streamer.kafka.connection import aiokafka_options, faust_credentials
 from tests.streaming_helpers import REPO_ROOT, WorkerProcess, consume, http_get, produce, running_broker
 
 MARK = "QuokkaZebraSecret"  # appears in every text below and must appear in no output

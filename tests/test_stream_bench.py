@@ -2,7 +2,7 @@
 
 import pytest
 
-from exporter.bench_e2e import run_end_to_end
+from sentiwatch.exporter.bench_e2e import run_end_to_end
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from datetime import datetime
 
 import pytest
 
-from streamer import records
-from streamer.windows import window_start
+from sentiwatch.streamer.scoring import records
+from sentiwatch.streamer.windows.tumbling import window_start
 from tests.streaming_helpers import WorkerProcess, consume, http_get, produce, running_broker
 
 pytestmark = pytest.mark.integration
@@ -142,7 +142,7 @@ def test_worker_scores_windows_dead_letters_and_reports(brokers, tiny_bundle_dir
         assert set(lags) == {"0", "1", "2", "3"} and set(lags.values()) == {0}
         assert worker.status()["healthy"] is True
 
-        # An idle worker picks a new record up at once (a short broker fetch wait, see streamer.faust_tuning).
+        # An idle worker picks a new record up at once (short broker fetch wait: kafka.faust_tuning).
         produce(brokers, "sentiwatch.texts", [(None, b'{"id": "prompt", "text": "hello"}')])
         record = next(r for r in consume(brokers, "sentiwatch.scored", len(scored) + 1, timeout=10)
                       if json.loads(r.value)["id"] == "prompt")

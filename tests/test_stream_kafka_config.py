@@ -5,7 +5,7 @@ import pytest
 
 from sentiwatch.config import load_settings
 from sentiwatch.errors import ConfigError
-from streamer.kafka import aiokafka_options, faust_credentials, security_from_settings
+from sentiwatch.streamer.kafka.connection import aiokafka_options, faust_credentials, security_from_settings
 
 SECRET = "s3cr3t-Pa55"
 

@@ -6,10 +6,10 @@ import json
 import pytest
 
 from sentiwatch.config import load_settings
-from streamer import records
-from streamer.score_stage import BatchScorer, RawMessage
-from streamer.scorer import load_scorer
-from streamer.topics import TopicCap
+from sentiwatch.streamer.inference.scorer import load_scorer
+from sentiwatch.streamer.scoring import records
+from sentiwatch.streamer.scoring.stage import BatchScorer, RawMessage
+from sentiwatch.streamer.scoring.topics import TopicCap
 
 TS = 1_700_000_000.0
 

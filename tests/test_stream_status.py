@@ -1,4 +1,4 @@
-from streamer.status import Progress, status_document
+from sentiwatch.streamer.ops.status import Progress, status_document
 
 
 def test_liveness_fails_only_when_behind_and_stalled():

@@ -1,7 +1,7 @@
 import numpy as np
 
 from sentiwatch.labels import OTHER_TOPIC
-from streamer.topics import MODEL, PRODUCER, WATCHLIST, TopicCap, Watchlist, resolve_topic
+from sentiwatch.streamer.scoring.topics import MODEL, PRODUCER, WATCHLIST, TopicCap, Watchlist, resolve_topic
 
 LABELS = ("business", "sport")
 WATCH = Watchlist({"ACME": ["acme", "$acme"], "Globex": ["globex corp"]})

@@ -16,8 +16,8 @@ import pytest
 
 from sentiwatch.cli import main
 from sentiwatch.errors import SentiwatchError
-from trainer.data import load_examples, split_examples
-from trainer.metrics import head_metrics
+from sentiwatch.trainer.data import load_examples, split_examples
+from sentiwatch.trainer.metrics import head_metrics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_FILES = ("config.json", "model.safetensors", "heads.safetensors", "tokenizer.json", "metrics.json",
@@ -104,8 +104,8 @@ def test_training_learns_the_synthetic_task(tiny_base_dir, labelled_csv, tmp_pat
 
     The defaults are tuned for MiniLM; a random 32-wide model needs a higher rate and trainable embeddings.
     """
-    from trainer.run import run_training
-    from trainer.train import TrainConfig
+    from sentiwatch.trainer.run import run_training
+    from sentiwatch.trainer.train import TrainConfig
 
     config = TrainConfig(epochs=4, batch_size=16, learning_rate=3e-3, freeze_word_embeddings=False, seed=5)
     metrics = run_training(tmp_path / "model", str(tiny_base_dir), [str(labelled_csv)], config)
@@ -133,8 +133,8 @@ def test_evaluate_reports_a_bad_file_in_one_line(trained_dir, tmp_path, capsys):
 
 
 def test_predictor_probabilities_order_and_truncation(trained_dir):
-    from trainer.model import load_model
-    from trainer.predict import TorchPredictor
+    from sentiwatch.trainer.model import load_model
+    from sentiwatch.trainer.predict import TorchPredictor
 
     model, tokenizer, _ = load_model(trained_dir)
     predictor = TorchPredictor(model, tokenizer, max_length=16, batch_size=2)
@@ -151,7 +151,7 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_writes_the_outputs(tiny_base_dir, 
     out = tmp_path / "model"
     # Training that never stops by itself (no early stopping, no time budget), in a real process.
     script = ("import logging, sys; logging.basicConfig(level=logging.INFO)\n"
-              "from trainer.run import run_training\nfrom trainer.train import TrainConfig\n"
+              "from sentiwatch.trainer.run import run_training\nfrom sentiwatch.trainer.train import TrainConfig\n"
               "run_training(sys.argv[1], sys.argv[2], [sys.argv[3]],"
               " TrainConfig(epochs=100000, patience=10**9, time_budget_minutes=None))\n")
     process = subprocess.Popen([sys.executable, "-c", script, str(out), str(tiny_base_dir), str(labelled_csv)],
@@ -180,8 +180,8 @@ def test_ctrl_c_keeps_the_best_checkpoint_and_writes_the_outputs(tiny_base_dir, 
 
 
 def test_limit_keeps_both_tasks():
-    from trainer.data import Example
-    from trainer.train import limit_examples
+    from sentiwatch.trainer.data import Example
+    from sentiwatch.trainer.train import limit_examples
 
     examples = [Example(f"t{i}", "neutral", None, "s") for i in range(1000)] + [
         Example(f"n{i}", None, "tech", "s") for i in range(50)]
@@ -206,7 +206,7 @@ def test_train_rejects_a_non_positive_limit(capsys):
 
 
 def test_packaged_minilm_is_hash_checked(tmp_path, monkeypatch):
-    import trainer.model as model_module
+    import sentiwatch.trainer.model as model_module
 
     packaged = model_module.default_base_dir()
     tampered = tmp_path / "minilm"
@@ -224,7 +224,7 @@ def test_packaged_minilm_is_hash_checked(tmp_path, monkeypatch):
 
 def test_evaluate_reproduces_the_training_test_metrics(trained_dir, labelled_csv, tmp_path):
     """`evaluate` and training score through the same code: same rows, same numbers."""
-    from trainer.data import example_row
+    from sentiwatch.trainer.data import example_row
 
     examples, _ = load_examples([str(labelled_csv)])
     test_file = tmp_path / "test.jsonl"
@@ -237,7 +237,7 @@ def test_evaluate_reproduces_the_training_test_metrics(trained_dir, labelled_csv
 def test_offsets_move_the_boundary_towards_macro_f1():
     import numpy as np
 
-    from trainer.calibrate import macro_f1, tune_offsets
+    from sentiwatch.trainer.calibrate import macro_f1, tune_offsets
 
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 3, size=600)
@@ -259,7 +259,7 @@ def test_soft_targets_put_the_confidence_on_the_label_and_match_hard_cross_entro
     import torch
     import torch.nn.functional as F
 
-    from trainer.train import soft_targets, weighted_soft_cross_entropy
+    from sentiwatch.trainer.train import soft_targets, weighted_soft_cross_entropy
 
     labels = torch.tensor([0, 2, 1])
     targets = soft_targets(labels, torch.tensor([1.0, 0.6, 0.2]), 3)
@@ -275,7 +275,7 @@ def test_soft_targets_put_the_confidence_on_the_label_and_match_hard_cross_entro
 
 
 def test_checkpoint_score_weighs_each_head_by_its_validation_texts():
-    from trainer.metrics import selection_score
+    from sentiwatch.trainer.metrics import selection_score
 
     run3_epoch2 = {"sentiment": {"n": 3565, "macro_f1": 0.7979}, "topic": {"n": 208, "macro_f1": 0.9734}}
     run3_epoch2_5 = {"sentiment": {"n": 3565, "macro_f1": 0.7959}, "topic": {"n": 208, "macro_f1": 0.9785}}

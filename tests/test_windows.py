@@ -4,9 +4,9 @@ import json
 import pytest
 
 from sentiwatch.config import load_settings
-from streamer import windows as win
-from streamer.metrics import WorkerMetrics
-from streamer.window_stage import ScoredMessage, WindowStage, parse_scored
+from sentiwatch.streamer.ops.metrics import WorkerMetrics
+from sentiwatch.streamer.windows import tumbling as win
+from sentiwatch.streamer.windows.stage import ScoredMessage, WindowStage, parse_scored
 from tests.streaming_helpers import parse_metrics
 
 SIZE = 60

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from streamer.broker import free_port
+from sentiwatch.streamer.kafka.broker import free_port
 from tests.streaming_helpers import REPO_ROOT
 
 CLOSED = f"127.0.0.1:{free_port()}"

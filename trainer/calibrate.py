@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from trainer.metrics import class_scores
+from sentiwatch.trainer.metrics import class_scores
 
 # Offsets in log-probability units; ±1 is a factor e in odds, enough for any boundary worth moving.
 OFFSET_GRID = np.round(np.arange(-1.0, 1.0001, 0.05), 4)

@@ -10,8 +10,8 @@ from sentiwatch.errors import SentiwatchError
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from trainer.run import run_training
-    from trainer.train import TrainConfig
+    from sentiwatch.trainer.run import run_training
+    from sentiwatch.trainer.train import TrainConfig
 
     for flag in ("limit", "epochs"):
         value = getattr(args, flag)
@@ -28,8 +28,8 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    from trainer.evaluate import evaluate, evaluation_examples, load_predictor
-    from trainer.metrics import summary_lines
+    from sentiwatch.trainer.evaluate import evaluate, evaluation_examples, load_predictor
+    from sentiwatch.trainer.metrics import summary_lines
 
     predictor = load_predictor(model_dir=args.model, bundle_dir=args.bundle)
     examples, name = evaluation_examples(args.input)

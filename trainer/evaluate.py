@@ -6,18 +6,20 @@ import json
 from pathlib import Path
 
 from sentiwatch.predictor import Predictor
-from trainer.data import Example, load_examples, read_labelled_file, split_examples
-from trainer.metrics import evaluate_predictor
+from sentiwatch.trainer.data import Example, load_examples, read_labelled_file, split_examples
+from sentiwatch.trainer.metrics import evaluate_predictor
 
 
 def load_predictor(model_dir: str | None = None, bundle_dir: str | None = None) -> Predictor:
     """A TorchPredictor for a model folder, or the streamer's ONNX scorer for a bundle."""
     if bundle_dir is not None:
-        from streamer.scorer import load_scorer  # onnxruntime only; imported when a bundle is asked for
+        from sentiwatch.streamer.inference.scorer import (
+            load_scorer,  # onnxruntime only; imported when a bundle is asked for
+        )
 
         return load_scorer(bundle_dir)
-    from trainer.model import load_model
-    from trainer.predict import TorchPredictor
+    from sentiwatch.trainer.model import load_model
+    from sentiwatch.trainer.predict import TorchPredictor
 
     model, tokenizer, meta = load_model(model_dir)
     return TorchPredictor(model, tokenizer, max_length=int(meta.get("max_length", 128)))

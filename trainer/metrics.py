@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sentiwatch.predictor import Predictor
-from trainer.data import Example
+from sentiwatch.trainer.data import Example
 
 HEADS: tuple[str, ...] = ("sentiment", "topic")
 

@@ -13,7 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from sentiwatch.predictor import Prediction
-from trainer.model import TwoHeadClassifier
+from sentiwatch.trainer.model import TwoHeadClassifier
 
 
 class TorchPredictor:

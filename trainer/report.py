@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.metrics import confusion_matrix
+from sentiwatch.trainer.metrics import confusion_matrix
 
 
 def plot_confusion(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str], title: str,

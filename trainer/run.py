@@ -14,13 +14,13 @@ import torch
 
 from sentiwatch.errors import DataError
 from sentiwatch.labels import DEFAULT_TOPIC_LABELS, SENTIMENT_LABELS
-from trainer.calibrate import tune_offsets
-from trainer.data import fingerprint, load_examples, split_examples, topic_labels_of
-from trainer.metrics import evaluate_predictor, summary_lines
-from trainer.model import TwoHeadClassifier, load_base, save_model
-from trainer.predict import TorchPredictor
-from trainer.report import model_card, plot_confusion, plot_training_curves
-from trainer.train import TrainConfig, limit_examples, resolve_device, train
+from sentiwatch.trainer.calibrate import tune_offsets
+from sentiwatch.trainer.data import fingerprint, load_examples, split_examples, topic_labels_of
+from sentiwatch.trainer.metrics import evaluate_predictor, summary_lines
+from sentiwatch.trainer.model import TwoHeadClassifier, load_base, save_model
+from sentiwatch.trainer.predict import TorchPredictor
+from sentiwatch.trainer.report import model_card, plot_confusion, plot_training_curves
+from sentiwatch.trainer.train import TrainConfig, limit_examples, resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def run_training(out_dir: str | os.PathLike[str], base_dir: str | None, data_spe
 
 
 def calibrate_sentiment(model: TwoHeadClassifier, predictor: TorchPredictor, validation: list) -> list[float]:
-    """Fold validation-tuned per-class offsets into the sentiment head's bias (see trainer.calibrate)."""
+    """Fold validation-tuned per-class offsets into the sentiment head's bias (see sentiwatch.trainer.calibrate)."""
     labelled = [e for e in validation if e.sentiment is not None]
     if not labelled:
         return [0.0] * len(model.sentiment_labels)

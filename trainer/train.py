@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from trainer.data import Example
-from trainer.metrics import evaluate_predictor, selection_score
-from trainer.model import TwoHeadClassifier
-from trainer.predict import TorchPredictor, pad_batch
+from sentiwatch.trainer.data import Example
+from sentiwatch.trainer.metrics import evaluate_predictor, selection_score
+from sentiwatch.trainer.model import TwoHeadClassifier
+from sentiwatch.trainer.predict import TorchPredictor, pad_batch
 
 log = logging.getLogger(__name__)
 

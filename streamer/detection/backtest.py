@@ -27,8 +27,8 @@ from pathlib import Path
 
 from sentiwatch.config import load_settings
 from sentiwatch.errors import DataError, SentiwatchError
+from sentiwatch.streamer.detection.detector import Detection, DetectorConfig, DetectorState, WindowStats, step
 from sentiwatch.textio import read_rows
-from streamer.detector import Detection, DetectorConfig, DetectorState, WindowStats, step
 
 log = logging.getLogger(__name__)
 

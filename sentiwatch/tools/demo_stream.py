@@ -28,8 +28,8 @@ from typing import Any
 
 from sentiwatch.config import Settings, load_settings
 from sentiwatch.errors import SentiwatchError
-from streamer.broker import free_port, start_broker, stop_broker
-from streamer.topics import Watchlist
+from sentiwatch.streamer.kafka.broker import free_port, start_broker, stop_broker
+from sentiwatch.streamer.scoring.topics import Watchlist
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def _wait_ready(worker: subprocess.Popen[bytes], base_url: str, log_path: Path, 
 
 async def _replay_and_watch(settings: Settings, records: list[dict[str, Any]], plan: DemoPlan, base_url: str,
                             worker: subprocess.Popen[bytes], until: str, timeout: float) -> int:
-    from streamer.replay import encode_record, produce
+    from sentiwatch.tools.replay import encode_record, produce
 
     alerts: list[dict[str, Any]] = []
     consumer_task = asyncio.create_task(_collect_alerts(settings, alerts))
@@ -206,7 +206,7 @@ async def _replay_and_watch(settings: Settings, records: list[dict[str, Any]], p
 async def _collect_alerts(settings: Settings, alerts: list[dict[str, Any]]) -> None:
     from aiokafka import AIOKafkaConsumer
 
-    from streamer.kafka import aiokafka_options, ensure_topics
+    from sentiwatch.streamer.kafka.connection import aiokafka_options, ensure_topics
 
     await ensure_topics(settings, [settings.alerts_topic])
     consumer = AIOKafkaConsumer(settings.alerts_topic, **aiokafka_options(settings), group_id=None,

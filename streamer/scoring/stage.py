@@ -18,8 +18,8 @@ import numpy as np
 
 from sentiwatch.config import Settings
 from sentiwatch.predictor import Prediction
-from streamer.records import SCORING_FAILED, Rejected, TextRecord, dead_letter, iso_utc, validate
-from streamer.topics import TopicCap, Watchlist, resolve_topic
+from sentiwatch.streamer.scoring.records import SCORING_FAILED, Rejected, TextRecord, dead_letter, iso_utc, validate
+from sentiwatch.streamer.scoring.topics import TopicCap, Watchlist, resolve_topic
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ BATCHES_SCORED_AT_ONCE = 2
 
 
 class Scorer(Protocol):
-    """What the stage needs from `streamer.scorer.OnnxScorer`."""
+    """What the stage needs from `sentiwatch.streamer.inference.scorer.OnnxScorer`."""
 
     sentiment_labels: tuple[str, ...]
     topic_labels: tuple[str, ...]

@@ -34,7 +34,7 @@ from tokenizers import Encoding, Tokenizer
 
 from sentiwatch.errors import BundleError
 from sentiwatch.predictor import Prediction
-from streamer.bundle import OUTPUT_NAMES, Bundle, load_bundle
+from sentiwatch.streamer.inference.bundle import OUTPUT_NAMES, Bundle, load_bundle
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sentiwatch.config import Settings
-from streamer.kafka import aiokafka_options
+from sentiwatch.streamer.kafka.connection import aiokafka_options
 
 log = logging.getLogger(__name__)
 

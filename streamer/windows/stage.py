@@ -18,11 +18,11 @@ from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 from sentiwatch.config import Settings
-from streamer import windows as win
-from streamer.alerts import TermBaseline, build_alert_event, extract_terms, top_terms
-from streamer.detector import DetectorState, WindowStats, step
-from streamer.metrics import WorkerMetrics
-from streamer.records import parse_timestamp
+from sentiwatch.streamer.detection.alerts import TermBaseline, build_alert_event, extract_terms, top_terms
+from sentiwatch.streamer.detection.detector import DetectorState, WindowStats, step
+from sentiwatch.streamer.ops.metrics import WorkerMetrics
+from sentiwatch.streamer.scoring.records import parse_timestamp
+from sentiwatch.streamer.windows import tumbling as win
 
 log = logging.getLogger(__name__)
 

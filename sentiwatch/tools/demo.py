@@ -2,7 +2,7 @@
 
 The composition root of the demo, outside the streamer so that the streamer never imports torch:
 reuse (or train with `trainer`, then export with `exporter`) a small model in a cache folder, then hand
-the bundle and built-in texts to `streamer.demo`, which runs the broker, the worker and the live view.
+the bundle and built-in texts to `sentiwatch.tools.demo_stream`, which runs the broker, the worker and the live view.
 Only texts from the validation and test splits are replayed, never ones the model trained on.
 """
 
@@ -22,7 +22,7 @@ from sentiwatch.errors import SentiwatchError
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from streamer.demo import DemoPlan, build_demo_stream, demo_settings, run_demo
+    from sentiwatch.tools.demo_stream import DemoPlan, build_demo_stream, demo_settings, run_demo
 
     work_dir = Path(args.work_dir or os.environ.get("SENTIWATCH_DEMO_DIR", ".cache/demo"))
     plan = DemoPlan()
@@ -44,8 +44,8 @@ def ensure_model(model_dir: Path) -> Path:
     if (model_dir / "heads.safetensors").is_file():
         print(f"using the cached demo model in {model_dir}", flush=True)
         return model_dir
-    from trainer.run import run_training
-    from trainer.train import TrainConfig
+    from sentiwatch.trainer.run import run_training
+    from sentiwatch.trainer.train import TrainConfig
 
     print(f"training a small demo model into {model_dir} (once; later demos reuse it)", flush=True)
     partial = model_dir.with_name(model_dir.name + ".partial")
@@ -61,7 +61,7 @@ def ensure_model(model_dir: Path) -> Path:
 
 def ensure_bundle(model_dir: Path, bundle_dir: Path) -> Path:
     """Export the model unless a bundle made from this very model folder is already there."""
-    from streamer.bundle import load_bundle
+    from sentiwatch.streamer.inference.bundle import load_bundle
 
     stamp = bundle_dir / ".source-model"
     source = str(model_dir.resolve())
@@ -69,7 +69,7 @@ def ensure_bundle(model_dir: Path, bundle_dir: Path) -> Path:
         with contextlib.suppress(SentiwatchError):
             load_bundle(bundle_dir)
             return bundle_dir
-    from exporter.export import ParityError, export_bundle, validation_parity_set
+    from sentiwatch.exporter.export import ParityError, export_bundle, validation_parity_set
 
     print(f"exporting {model_dir} to an ONNX bundle in {bundle_dir}", flush=True)
     shutil.rmtree(bundle_dir, ignore_errors=True)
@@ -89,7 +89,7 @@ def ensure_bundle(model_dir: Path, bundle_dir: Path) -> Path:
 
 def demo_rows() -> list[dict[str, Any]]:
     """Built-in labelled texts the model never trained on (validation and test splits)."""
-    from trainer.data import load_examples, split_examples
+    from sentiwatch.trainer.data import load_examples, split_examples
 
     examples, _ = load_examples(["builtin:sentiment"])
     splits = split_examples(examples)

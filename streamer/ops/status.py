@@ -6,8 +6,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from streamer import windows as win
-from streamer.records import iso_utc
+from sentiwatch.streamer.scoring.records import iso_utc
+from sentiwatch.streamer.windows import tumbling as win
 
 
 class Progress:

@@ -2,14 +2,14 @@
 
 A registry per `WorkerMetrics` instead of prometheus_client's global default, so tests and two
 apps in one process never share counters. Label values are bounded: topics go through the
-worker's TopicCap, reasons come from `streamer.records.REASONS`.
+worker's TopicCap, reasons come from `sentiwatch.streamer.scoring.records.REASONS`.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from streamer.records import REASONS
+from sentiwatch.streamer.scoring.records import REASONS
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from sentiwatch.config import Settings, load_settings
 from sentiwatch.errors import DataError
+from sentiwatch.streamer.kafka.connection import aiokafka_options, ensure_topics
 from sentiwatch.textio import file_format, read_rows
-from streamer.kafka import aiokafka_options, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def replay_command(args: argparse.Namespace) -> int:
 
 
 def builtin_records() -> Iterator[KeyedRecord]:
-    from trainer.data import builtin_test_texts  # pure python; imported only when used
+    from sentiwatch.trainer.data import builtin_test_texts  # pure python; imported only when used
 
     for row in builtin_test_texts():
         yield encode_record(row)
