@@ -6,6 +6,7 @@ that name, so the built wheel is inspected, and the installed environment is che
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,8 +19,15 @@ PARTS = {"sentiwatch": "sentiwatch", "trainer": "sentiwatch/trainer", "exporter"
 
 
 def test_the_wheel_holds_only_sentiwatch_and_every_module_of_every_part(tmp_path: Path) -> None:
+    # Built from a copy: setuptools leaves a build/ folder in the source tree it builds.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    for name in PARTS:
+        shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(tmp_path), str(REPO_ROOT)], check=True, capture_output=True, timeout=300)
+                    "--wheel-dir", str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("sentiwatch-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
