@@ -68,7 +68,7 @@ def run_stream(settings: Settings) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     finally:
-        worker.executor.shutdown(wait=True)
+        worker.score_agent.executor.shutdown(wait=True)
     return 0
 
 
