@@ -15,6 +15,16 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     pkill -x prometheus >/dev/null 2>&1 || true
 fi
 
+if ! command -v amtool >/dev/null 2>&1; then
+    echo "installing Debian package prometheus-alertmanager (amtool, for the Alertmanager example's check)"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+    # Only amtool is wanted; the package's service would hold port 9093.
+    $SUDO systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true
+fi
+
 if [ -f deploy/grafana/schema-check/package.json ] && [ ! -d deploy/grafana/schema-check/node_modules ]; then
     echo "installing @grafana/schema and typescript (dashboard schema check)"
     (cd deploy/grafana/schema-check && npm ci --silent --no-audit --no-fund)

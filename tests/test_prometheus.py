@@ -20,7 +20,9 @@ CONTRACT_METRICS = {
     "sentiwatch_consumer_lag", "sentiwatch_alerts_total",
 }
 REQUIRED_ALERTS = {"NegativeSentimentSpike", "NegativeSentimentRatioHigh", "ScoringStalled", "ConsumerLagHigh",
-                   "DeadLettersRising"}
+                   "DeadLettersRising", "SentiwatchWorkersDown"}
+# The labels that tell one release from another; every aggregation and join keeps them.
+SCOPE = {"cluster", "namespace", "job"}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -77,6 +79,45 @@ def test_rules_use_only_known_metrics_and_never_average_ratios():
         assert set(re.findall(r"\bsentiwatch:[a-z_0-9:]+", expr)) <= recorded
         # Ratios are sum / sum: averaging per-worker or per-topic ratios would weigh a trickle like a flood.
         assert "avg" not in expr, rule
+
+
+def test_every_selector_is_scoped_to_the_release_and_every_aggregation_keeps_the_scope():
+    """The chart replaces `job="sentiwatch"` by its release's selector: a selector without it would read every
+    release's series, and an aggregation or join without namespace/job would mix staging with production."""
+    for rule in rules():
+        name = rule.get("record") or rule.get("alert")
+        expr = rule["expr"]
+        for metric, selector in re.findall(r"\b(sentiwatch_[a-z_]+|sentiwatch:[a-z_0-9:]+|up)\b(\{[^}]*\})?", expr):
+            assert 'job="sentiwatch"' in selector, f"{name}: {metric} without job=\"sentiwatch\""
+        for clause, labels in re.findall(r"\b(by|on)\s*\(([^)]*)\)", expr):
+            if name == "sentiwatch:broker_consumer_lag:sum":
+                break  # the broker exporter's labels are not the release's; the rule's `labels` set job
+            assert SCOPE <= {label.strip() for label in labels.split(",")}, f"{name}: {clause} ({labels})"
+        assert not re.search(r"\b(sum|max|min|count|group)\s*\(", expr), f"{name}: an aggregation without by"
+        assert "vector(" not in expr, f"{name}: vector() has no namespace or job"
+    broker = next(rule for rule in rules() if rule.get("record") == "sentiwatch:broker_consumer_lag:sum")
+    assert broker["labels"] == {"job": "sentiwatch"}  # the exporter's own job is not the release's
+
+
+def test_alertmanager_example_passes_amtool():
+    # No skip: make install (scripts/install-system-deps.sh) provides amtool.
+    assert shutil.which("amtool"), "amtool missing: run `make install` (Debian package prometheus-alertmanager)"
+    result = subprocess.run(["amtool", "check-config", "deploy/prometheus/alertmanager.yml"], capture_output=True,
+                            text=True, timeout=60, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    routed = subprocess.run(["amtool", "config", "routes", "test", "--config.file=deploy/prometheus/alertmanager.yml",
+                             "alertname=ScoringStalled", "severity=critical", "namespace=staging"],
+                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert routed.stdout.split() == ["sentiwatch-pager,sentiwatch-webhook"], routed.stdout + routed.stderr
+
+
+def test_alertmanager_example_keeps_releases_apart():
+    """One release's alerts never silence or share a notification with another's."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
+    assert SCOPE <= set(config["route"]["group_by"])
+    for inhibit in config["inhibit_rules"]:
+        assert SCOPE <= set(inhibit.get("equal", [])), inhibit
 
 
 def test_alertmanager_example_routes_every_alert_to_a_webhook():
