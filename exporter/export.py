@@ -1,15 +1,18 @@
 """`sentiwatch export`: model folder -> verified ONNX bundle.
 
-The bundle is built in a scratch folder beside the target and moved into place only after every
-requested variant passed its parity check, so a failed export never leaves a bundle behind that
-the streamer could load. Parity is measured through `sentiwatch.streamer.inference.scorer` itself (the `tokenizers`
-tokenizer, the real ONNX Runtime session), i.e. exactly the code path production scores with.
+The bundle is built in a scratch folder beside the target and moved into place only once every
+requested variant was checked: a variant that misses parity is left out of the bundle and listed under
+`rejected_variants` with the reason; only the fp32 reference failing fails the export (the others are
+made from it), and then no bundle is left behind that the streamer could load. Parity is measured
+through `sentiwatch.streamer.inference.scorer` itself (the `tokenizers` tokenizer, the real ONNX Runtime
+session), i.e. exactly the code path production scores with.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -39,6 +42,10 @@ QUICK_TEXTS = 512
 # How many of the ranked down-projections each fallback keeps in fp32 before trying all of them;
 # each one kept costs int8 about 5% of its speed, so the fewest that pass parity are wanted.
 KEEP_COUNTS: tuple[int, ...] = (1, 2, 4)
+# After the down-projections, whole layers are kept in fp32, first layer first, while at most
+# ParityLimits.max_kept_share of the weight MatMuls stays in fp32: beyond it an "int8" graph is mostly fp32
+# and buys no speed, so int8 is then rejected with its reason rather than shipped.
+_LAYER = re.compile(r"layer[._/](\d+)")
 # Which execution provider each variant is built for; the streamer picks by what really comes up.
 INTENDED_PROVIDER = {"fp32": CPU, "int8": CPU, "fp16": CUDA}
 NO_GPU = "not verified: no GPU"
@@ -64,7 +71,9 @@ def expand_precisions(precision: str) -> list[str]:
 def export_bundle(model_dir: str | Path, out_dir: str | Path, precisions: Sequence[str], int8_isa: str = "auto",
                   parity_set: ParitySet | None = None, limits: parity.ParityLimits | None = None) -> dict[str, Any]:
     """Export, verify and write the bundle; return its manifest. fp32 is always built: it is the reference
-    the others are made from. Parity texts default to the validation split of the model's training data."""
+    the others are made from. Parity texts default to the validation split of the model's training data.
+    A variant other than fp32 that misses parity is not written; the manifest lists it under
+    `rejected_variants` with the reason."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     limits = limits or parity.ParityLimits()
     _check_target(out_dir)
@@ -85,6 +94,7 @@ def export_bundle(model_dir: str | Path, out_dir: str | Path, precisions: Sequen
         manifest.write_labels(bundle, model.sentiment_labels, model.topic_labels)
         columns = {OUTPUT_NAMES[0]: len(model.sentiment_labels), OUTPUT_NAMES[1]: len(model.topic_labels)}
         variants: dict[str, dict[str, Any]] = {}
+        rejected: dict[str, dict[str, Any]] = {}
         reference = TorchPredictor(model, tokenizer, max_length=max_length).predict(parity_set.texts)
         labels = {"sentiment": model.sentiment_labels, "topic": model.topic_labels}
         quick_rows = _spread(len(parity_set.texts), QUICK_TEXTS)
@@ -93,7 +103,8 @@ def export_bundle(model_dir: str | Path, out_dir: str | Path, precisions: Sequen
         def write() -> dict[str, Any]:
             return manifest.write_manifest(bundle, model_dir=model_dir, meta=meta,
                                            base_model=encoder_config.name_or_path, max_length=max_length,
-                                           inputs=inputs, output_columns=columns, variants=variants)
+                                           inputs=inputs, output_columns=columns, variants=variants,
+                                           rejected_variants=rejected, languages=meta.get("languages"))
 
         def check(name: str) -> list[str]:
             """Score the parity texts with the variant exactly as the streamer would; the limits it misses."""
@@ -107,7 +118,8 @@ def export_bundle(model_dir: str | Path, out_dir: str | Path, precisions: Sequen
                 report = parity.compare(parity.subset(reference, quick_rows), scorer.predict(quick_texts), labels,
                                         gold)
             else:
-                report = parity.compare(reference, scorer.predict(parity_set.texts), labels, parity_set.gold)
+                report = parity.compare(reference, scorer.predict(parity_set.texts), labels, parity_set.gold,
+                                        limits.near_tie_margin)
             missed = parity.problems(name, report, limits)
             report.update(status="failed" if missed else "passed", texts=parity_set.source, provider=scorer.provider)
             variants[name]["parity"] = report
@@ -120,7 +132,6 @@ def export_bundle(model_dir: str | Path, out_dir: str | Path, precisions: Sequen
             candidate = load_scorer(bundle, variant="int8").predict(quick_texts)
             return parity.mean_abs_diff(parity.subset(reference, quick_rows), candidate)
 
-        failures: list[str] = []
         for name in ("fp32", "int8", "fp16"):
             if name not in precisions:
                 continue
@@ -128,14 +139,19 @@ def export_bundle(model_dir: str | Path, out_dir: str | Path, precisions: Sequen
             variants[name] = {"file": target.name, "precision": name, "provider": INTENDED_PROVIDER[name]}
             if name == "int8":
                 variants[name]["isa"] = isa
-                failures += _build_int8(raw, encoder_config, target, isa, variants[name], lambda: check("int8"),
-                                        int8_error)
+                missed = _build_int8(raw, encoder_config, target, isa, variants[name], lambda: check("int8"),
+                                     int8_error, limits.max_kept_share)
             else:
                 graphs.optimize(raw, encoder_config, target, for_gpu=name == "fp16")
-                failures += check(name)
-        if failures:
-            raise ParityError(f"export of {model_dir} failed parity on {len(parity_set.texts)} texts from "
-                              f"{parity_set.source}: " + "; ".join(failures))
+                missed = check(name)
+            if not missed:
+                continue
+            if name == "fp32":
+                raise ParityError(f"export of {model_dir} failed parity on {len(parity_set.texts)} texts from "
+                                  f"{parity_set.source}: " + "; ".join(missed))
+            log.warning("%s variant left out of the bundle: %s", name, "; ".join(missed))
+            rejected[name] = _rejection(variants.pop(name), missed)
+            target.unlink(missing_ok=True)
         result = write()
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -143,8 +159,17 @@ def export_bundle(model_dir: str | Path, out_dir: str | Path, precisions: Sequen
     return result
 
 
+def _rejection(entry: dict[str, Any], missed: list[str]) -> dict[str, Any]:
+    """The manifest's record of a variant left out: why, and what was tried."""
+    record = {"reason": "; ".join(missed), "precision": entry["precision"], "provider": entry["provider"]}
+    for key in ("isa", "fp32_nodes", "parity"):
+        if key in entry:
+            record[key] = entry[key]
+    return record
+
+
 def _build_int8(raw: Path, encoder_config: Any, target: Path, isa: str, entry: dict[str, Any],
-                check: Callable[[], list[str]], error: Callable[[], float]) -> list[str]:
+                check: Callable[[], list[str]], error: Callable[[], float], max_kept_share: float) -> list[str]:
     """Quantize every weight MatMul; while parity is missed, keep MatMuls in fp32 by the plans of
     `_fallback_plans`, fastest first. Returns the limits the last plan still missed."""
 
@@ -167,7 +192,8 @@ def _build_int8(raw: Path, encoder_config: Any, target: Path, isa: str, entry: d
     # scale coarse) are what helps; which of them matters differs by model (layer 2's alone sufficed on a
     # lightly trained one), so they are ranked, at one short scoring each rather than a full check.
     ranked = sorted(graphs.down_projections(raw), key=error_keeping)
-    for keep in _fallback_plans(graphs.weight_matmuls(raw), ranked):
+    matmuls = graphs.weight_matmuls(raw)
+    for keep in _fallback_plans(matmuls, ranked, int(max_kept_share * len(matmuls))):
         log.info("int8 missed parity (%s); retrying with %d MatMul(s) kept in fp32: %s", "; ".join(missed),
                  len(keep), ", ".join(keep))
         build(keep)
@@ -196,17 +222,25 @@ def _try_blockwise(target: Path, keep: list[str], entry: dict[str, Any], check: 
         check()  # the manifest and the parity report describe the fp32-kept graph again
 
 
-def _fallback_plans(matmuls: list[str], ranked_downs: list[str]) -> list[list[str]]:
+def _fallback_plans(matmuls: list[str], ranked_downs: list[str], max_kept: int) -> list[list[str]]:
     """MatMuls to keep in fp32, cheapest first: the most sensitive down-projections (KEEP_COUNTS of them,
-    then all), then all of them plus the rest of the first layer (on the trained MiniLM, all six
-    down-projections still flipped 2 of 208 topic labels, a 1.1-point macro-F1 drop; this plan, 1)."""
+    then all), then all of them plus whole layers from the first on (on the trained MiniLM, all six
+    down-projections still flipped 2 of 208 topic labels, a 1.1-point macro-F1 drop; adding the rest of the
+    first layer, 1), as long as at most `max_kept` MatMuls stay in fp32."""
     if not ranked_downs:
         return []
     plans = [ranked_downs[:count] for count in KEEP_COUNTS if count < len(ranked_downs)]
     plans.append(list(ranked_downs))
-    first_down = min(matmuls.index(node) for node in ranked_downs)
-    plans.append(list(ranked_downs) + matmuls[:first_down])
-    return plans
+    layers: dict[int, list[str]] = {}
+    for node in matmuls:
+        match = _LAYER.search(node)
+        if match and node not in ranked_downs:
+            layers.setdefault(int(match.group(1)), []).append(node)
+    keep = list(ranked_downs)
+    for layer in sorted(layers):
+        keep = keep + layers[layer]
+        plans.append(keep)
+    return [plan for plan in plans if len(plan) <= max_kept]
 
 
 def _spread(n: int, count: int) -> list[int]:

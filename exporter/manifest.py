@@ -16,6 +16,7 @@ from typing import Any
 from sentiwatch.hashing import sha256_file
 from sentiwatch.streamer.inference.bundle import FORMAT_VERSION, LABELS, MANIFEST, TOKENIZER
 
+DEFAULT_LANGUAGES: tuple[str, ...] = ("en",)
 # Keys of the model folder's `config.json["sentiwatch"]` that are label maps, not provenance.
 _LABEL_KEYS = ("sentiment_labels", "topic_labels", "pooling")
 
@@ -33,8 +34,13 @@ def model_version(model_dir: Path, meta: dict[str, Any]) -> str:
 
 
 def write_manifest(out_dir: Path, *, model_dir: Path, meta: dict[str, Any], base_model: str, max_length: int,
-                   inputs: list[str], output_columns: dict[str, int], variants: dict[str, dict[str, Any]]) -> dict:
-    """Hash every file in out_dir (except the manifest) and write manifest.json; return it."""
+                   inputs: list[str], output_columns: dict[str, int], variants: dict[str, dict[str, Any]],
+                   rejected_variants: dict[str, dict[str, Any]] | None = None,
+                   languages: list[str] | None = None) -> dict:
+    """Hash every file in out_dir (except the manifest) and write manifest.json; return it.
+
+    `languages`: the ISO 639-1 codes the model was trained for (the trainer records them; a model folder
+    that has none was trained on the English built-in data); the stream uses them for language coverage."""
     metrics_path = model_dir / "metrics.json"
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -53,6 +59,9 @@ def write_manifest(out_dir: Path, *, model_dir: Path, meta: dict[str, Any], base
         "inputs": inputs,
         "outputs": output_columns,
         "variants": variants,
+        # Variants asked for but left out because they missed parity, each with its reason.
+        "rejected_variants": rejected_variants or {},
+        "languages": list(languages or DEFAULT_LANGUAGES),
         "files": {path.name: sha256_file(path) for path in sorted(out_dir.iterdir())
                   if path.is_file() and path.name != MANIFEST},
     }

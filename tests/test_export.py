@@ -55,12 +55,63 @@ def test_fp32_graph_matches_pytorch(tiny_model_dir: Path, tiny_bundle_dir: Path)
     assert reference.truncated.tolist() == onnx.truncated.tolist() == [False, False, False, True]
 
 
-def test_missed_parity_fails_the_export_and_leaves_no_bundle(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_int8_missing_parity_is_left_out_with_its_reason_and_fp32_still_written(
+        tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bundle"
     impossible = ParityLimits(int8_min_agreement=1.01)
-    with pytest.raises(ParityError, match="int8 sentiment label agreement"):
+    manifest = export_bundle(tiny_model_dir, out, ["fp32", "int8"], "avx2", validation_parity_set(limit=16),
+                             impossible)
+    assert set(manifest["variants"]) == {"fp32"}
+    rejected = manifest["rejected_variants"]["int8"]
+    assert "int8 sentiment label agreement" in rejected["reason"]
+    assert rejected["parity"]["status"] == "failed" and rejected["isa"] == "avx2"
+    assert sorted(p.name for p in out.iterdir()) == ["labels.json", "manifest.json", "model-fp32.onnx",
+                                                     "tokenizer.json"]
+    assert load_scorer(out).predict(TEXTS).sentiment_probs.shape == (4, 3)  # the streamer loads what is left
+    assert json.loads((out / "manifest.json").read_text())["rejected_variants"] == manifest["rejected_variants"]
+
+
+def test_cli_reports_a_left_out_variant_and_succeeds(tiny_model_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import sentiwatch.exporter.export as export_module
+
+    monkeypatch.setattr(export_module.parity, "ParityLimits", lambda: ParityLimits(int8_min_agreement=1.01))
+    monkeypatch.setattr(export_module, "PARITY_TEXTS", 16)
+    out = tmp_path / "bundle"
+    assert main(["export", "--model", str(tiny_model_dir), "--out", str(out), "--precision", "int8"]) == 0
+    printed = capsys.readouterr().out
+    assert "int8  not written: int8 sentiment label agreement" in printed
+    assert "languages en" in printed
+
+
+def test_fp32_missing_parity_fails_the_export_and_leaves_no_bundle(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    impossible = ParityLimits(fp32_max_abs_diff=-1.0)
+    with pytest.raises(ParityError, match="fp32 max abs probability difference"):
         export_bundle(tiny_model_dir, out, ["fp32", "int8"], "avx2", validation_parity_set(limit=16), impossible)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_near_tie_flips_are_counted_apart_from_confident_ones() -> None:
+    from sentiwatch.exporter.parity import compare, problems
+    from sentiwatch.predictor import Prediction
+
+    topic = np.full((4, 1), 1.0, dtype=np.float32)
+    # Rows 0-1: the reference is near-tied (margin 0.04) and int8 flips it; row 2: a confident flip
+    # (margin 0.6); row 3: no flip.
+    reference = np.array([[0.50, 0.46, 0.04], [0.30, 0.32, 0.38], [0.8, 0.2, 0.0], [0.1, 0.1, 0.8]], np.float32)
+    candidate = np.array([[0.47, 0.49, 0.04], [0.30, 0.36, 0.34], [0.3, 0.7, 0.0], [0.1, 0.1, 0.8]], np.float32)
+    pred = [Prediction(probs, topic, np.zeros(4, bool)) for probs in (reference, candidate)]
+    labels = {"sentiment": ("negative", "neutral", "positive"), "topic": ("business",)}
+    strict = compare(*pred, labels)
+    assert strict["agreement"]["sentiment"] == 0.25 and strict["near_tie_flips"]["sentiment"] == 0
+    lenient = compare(*pred, labels, near_tie_margin=0.1)
+    assert lenient["agreement"]["sentiment"] == 0.75
+    assert lenient["near_tie_flips"]["sentiment"] == 2 and lenient["confident_flips"]["sentiment"] == 1
+    missed = problems("int8", lenient, ParityLimits())
+    assert missed == ["int8 sentiment label agreement 75.00% < 99.00% (1 confident flips in 4; "
+                      "2 near-tie flips not counted)"]
 
 
 def test_cli_export_fp16_records_that_it_was_not_verified(tiny_model_dir: Path, tmp_path: Path,
@@ -145,15 +196,18 @@ def test_blockwise_int8_replaces_the_kept_matmuls_and_stays_close(tiny_model_dir
     assert "MatMulNBits" in {node.op_type for node in onnx.load(str(kept)).graph.node}
 
 
-def test_int8_fallbacks_keep_the_fewest_down_projections_first() -> None:
-    # Two layers: q, k, v, attention output, FFN up, FFN down each; ranking put layer 1's down first.
-    matmuls = [f"l{layer}.{part}" for layer in (0, 1) for part in ("q", "k", "v", "o", "up", "down")]
-    assert _fallback_plans(matmuls, ["l1.down", "l0.down"]) == [
-        ["l1.down"],
-        ["l1.down", "l0.down"],
-        ["l1.down", "l0.down", "l0.q", "l0.k", "l0.v", "l0.o", "l0.up"],
-    ]
-    assert _fallback_plans(matmuls, []) == []
+def test_int8_fallbacks_keep_the_fewest_down_projections_first_then_whole_layers() -> None:
+    # Three layers: q, k, v, attention output, FFN up, FFN down each; ranking put layer 1's down first.
+    matmuls = [f"/layer.{layer}/{part}/MatMul" for layer in (0, 1, 2) for part in ("q", "k", "v", "o", "up", "down")]
+    downs = ["/layer.1/down/MatMul", "/layer.0/down/MatMul", "/layer.2/down/MatMul"]
+    layer0 = [f"/layer.0/{part}/MatMul" for part in ("q", "k", "v", "o", "up")]
+    layer1 = [f"/layer.1/{part}/MatMul" for part in ("q", "k", "v", "o", "up")]
+    plans = _fallback_plans(matmuls, downs, max_kept=len(matmuls))
+    assert plans[:4] == [downs[:1], downs[:2], downs, downs + layer0]
+    assert plans[4] == downs + layer0 + layer1
+    assert len(plans) == 6 and sorted(plans[-1]) == sorted(matmuls)  # as far as parity needs...
+    assert _fallback_plans(matmuls, downs, max_kept=7) == [downs[:1], downs[:2], downs]  # ...within the cap
+    assert _fallback_plans(matmuls, [], max_kept=18) == []
 
 
 def test_agreement_interval_shows_how_much_a_few_flips_weigh() -> None:
