@@ -49,13 +49,95 @@ app.kubernetes.io/part-of: sentiwatch
 {{- .Values.config.topic_partitions | default 4 | int -}}
 {{- end -}}
 
-{{/* The Prometheus rule groups, from the one rules file (files/prometheus-rules.yml links to deploy/prometheus/rules.yml). */}}
+{{/* A dashboard's Grafana uid: unique per release and namespace (Grafana allows 40 characters), so two
+releases' dashboards never overwrite each other. The files' own uids are sentiwatch-<name>. */}}
+{{- define "sentiwatch.dashboardUid" -}}
+{{- printf "%s-%s" (include "sentiwatch.fullname" .root) .root.Release.Namespace | trunc 30 | trimSuffix "-" -}}-{{ .name }}
+{{- end -}}
+
+{{/* The selector that scopes every rule to this release: the ServiceMonitor's job is the Service's name. */}}
+{{- define "sentiwatch.ruleSelector" -}}
+{{- printf "namespace=%q, job=%q" .Release.Namespace (include "sentiwatch.fullname" .) -}}
+{{- end -}}
+
+{{/* The Prometheus rule groups of deploy/prometheus/rules.yml (files/prometheus-rules.yml links to it), made this
+release's: `job="sentiwatch"` becomes the release's selector, the broker's lag is read for this release's consumer
+group and input topic, dashboard links use this release's uids, and prometheusRule.rules overrides each alert
+(disabled, threshold, for, severity, labels, annotations) the way kube-prometheus-stack's defaultRules do. */}}
 {{- define "sentiwatch.ruleGroups" -}}
-{{- $rules := .Files.Get "files/prometheus-rules.yml" | fromYaml -}}
-{{- if not $rules.groups -}}
+{{- $file := .Files.Get "files/prometheus-rules.yml" | fromYaml -}}
+{{- if not $file.groups -}}
 {{- fail "files/prometheus-rules.yml has no rule groups: it must link to deploy/prometheus/rules.yml" -}}
 {{- end -}}
-{{- toYaml $rules.groups -}}
+{{- $values := .Values.prometheusRule -}}
+{{- $selector := include "sentiwatch.ruleSelector" . -}}
+{{- $broker := printf "consumergroup=%q, topic=%q" (.Values.config.consumer_group | default "sentiwatch") (.Values.config.input_topic | default "sentiwatch.texts") -}}
+{{- with $values.brokerLagSelector }}{{ $broker = printf "%s, %s" $broker . }}{{ end -}}
+{{- $links := dict "/d/sentiwatch-topics/" (printf "/d/%s/" (include "sentiwatch.dashboardUid" (dict "root" . "name" "topics"))) "/d/sentiwatch-pipeline/" (printf "/d/%s/" (include "sentiwatch.dashboardUid" (dict "root" . "name" "pipeline"))) -}}
+{{- $defaultRunbook := "https://github.com/sentiwatch/sentiwatch/blob/main/deploy/prometheus/RUNBOOK.md" -}}
+{{- $alerts := list -}}
+{{- $groups := list -}}
+{{- range $group := $file.groups -}}
+{{- $rules := list -}}
+{{- range $original := $group.rules -}}
+{{- $rule := deepCopy $original -}}
+{{- $expr := $rule.expr | replace "job=\"sentiwatch\"" $selector | replace "consumergroup=\"sentiwatch\", topic=\"sentiwatch.texts\"" $broker -}}
+{{- if $rule.record -}}
+{{- if $rule.labels -}}
+{{- $_ := set $rule "labels" (merge (dict "namespace" $.Release.Namespace "job" (include "sentiwatch.fullname" $)) (omit $rule.labels "job")) -}}
+{{- end -}}
+{{- $_ := set $rule "expr" $expr -}}
+{{- $rules = append $rules $rule -}}
+{{- else -}}
+{{- $alerts = append $alerts $rule.alert -}}
+{{- $override := get ($values.rules | default dict) $rule.alert | default dict -}}
+{{- if not $override.disabled -}}
+{{- $annotations := $rule.annotations | default dict -}}
+{{- if hasKey $override "threshold" -}}
+{{- if not (hasKey $annotations "threshold") -}}
+{{- fail (printf "prometheusRule.rules.%s.threshold: this alert has no single threshold to override" $rule.alert) -}}
+{{- end -}}
+{{- $pattern := printf "(^|[^0-9.])%s([^0-9.]|$)" (regexQuoteMeta $annotations.threshold) -}}
+{{- $with := printf "${1}%v${2}" $override.threshold -}}
+{{- if not (regexMatch $pattern $expr) -}}
+{{- fail (printf "prometheusRule.rules.%s.threshold: %s not found in the rule's expression" $rule.alert $annotations.threshold) -}}
+{{- end -}}
+{{- $expr = regexReplaceAll $pattern $expr $with -}}
+{{- range $key := list "summary" "description" -}}
+{{- if hasKey $annotations $key -}}
+{{- $_ := set $annotations $key (regexReplaceAll $pattern (get $annotations $key) $with) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $annotations "threshold" (toString $override.threshold) -}}
+{{- end -}}
+{{- range $from, $to := $links -}}
+{{- if hasKey $annotations "dashboard" -}}
+{{- $_ := set $annotations "dashboard" (replace $from $to $annotations.dashboard) -}}
+{{- end -}}
+{{- end -}}
+{{- with $values.runbookUrlPrefix -}}
+{{- $_ := set $annotations "runbook_url" (replace $defaultRunbook (trimSuffix "/" .) $annotations.runbook_url) -}}
+{{- end -}}
+{{- $labels := merge (dict) ($override.labels | default dict) ($values.additionalRuleLabels | default dict) $rule.labels -}}
+{{- with $override.severity }}{{ $_ := set $labels "severity" . }}{{ end -}}
+{{- $_ := set $rule "labels" $labels -}}
+{{- $_ := set $rule "annotations" (merge (dict) ($override.annotations | default dict) ($values.additionalRuleAnnotations | default dict) $annotations) -}}
+{{- with $override.for }}{{ $_ := set $rule "for" . }}{{ end -}}
+{{- $_ := set $rule "expr" $expr -}}
+{{- $rules = append $rules $rule -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $rules -}}
+{{- $groups = append $groups (merge (dict "rules" $rules) (omit $group "rules")) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $_ := $values.rules -}}
+{{- if not (has $name $alerts) -}}
+{{- fail (printf "prometheusRule.rules.%s: no such alert; the alerts are %s" $name (join ", " $alerts)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $groups -}}
 {{- end -}}
 
 {{- define "sentiwatch.saslEnabled" -}}
