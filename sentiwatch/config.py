@@ -38,6 +38,7 @@ class Settings:
     scored_topic: str = "sentiwatch.scored"
     alerts_topic: str = "sentiwatch.alerts"
     dlq_topic: str = "sentiwatch.dlq"
+    feedback_topic: str = "sentiwatch.feedback"  # analysts' labels in (streamer/quality/feedback.py)
     consumer_group: str = "sentiwatch"
     topic_partitions: int = 4
     # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; credentials only from the environment or files.
@@ -63,6 +64,14 @@ class Settings:
     # auto: fp16 on CUDA when CUDA really came up, else int8 (else fp32) on CPU.
     variant: str = "auto"
     intra_op_threads: int = 0  # cores for inference (CPU: passes run at once); 0: all this process may use
+    # Rollout without a restart (streamer/inference/reload.py): seconds between looks at the bundle path (0: never);
+    # records a new model scores in shadow beside the serving one before it takes over (0: switch at once).
+    model_reload_seconds: float = 5.0
+    model_shadow_records: int = 0
+    # Scored ids whose label the worker remembers, to compare analysts' feedback without text with (0: none).
+    feedback_recent_ids: int = 100_000
+    # Scored records the live drift gauges are computed over (the latest ones; streamer/quality/drift.py).
+    drift_window_records: int = 2000
 
     # Worker
     web_host: str = "127.0.0.1"
@@ -96,6 +105,11 @@ class Settings:
                 raise ConfigError(f"config key {key!r}: must be > 0, got {getattr(self, key)!r}")
         if self.long_window_seconds % self.window_seconds:
             raise ConfigError("config key 'long_window_seconds': must be a multiple of window_seconds")
+        for key in ("model_reload_seconds", "model_shadow_records", "feedback_recent_ids"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key {key!r}: must be >= 0 (0: off), got {getattr(self, key)!r}")
+        if self.drift_window_records < 100:
+            raise ConfigError(f"config key 'drift_window_records': must be >= 100, got {self.drift_window_records!r}")
         if self.allowed_lateness_seconds < 0:
             raise ConfigError("config key 'allowed_lateness_seconds': must be >= 0")
         if not 0.0 <= self.topic_confidence_threshold <= 1.0:
