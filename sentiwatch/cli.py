@@ -27,6 +27,8 @@ HANDLERS: dict[str, str] = {
     "replay": "sentiwatch.tools.replay:replay_command",
     "backtest": "sentiwatch.streamer.detection.backtest:backtest_command",
     "demo": "sentiwatch.tools.demo:demo_command",
+    "compare": "sentiwatch.tools.compare:compare_command",
+    "feedback": "sentiwatch.tools.feedback:export_command",
 }
 
 
@@ -115,6 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
                       help="give up when the surge's alert has not resolved by then")
     demo.add_argument("--until-stream-done", action="store_true",
                       help="end once every record is scored instead of waiting for the alert to resolve")
+
+    compare = commands.add_parser("compare", help="two bundles on the same labelled texts: is the new one safe?")
+    compare.add_argument("--old", required=True, metavar="BUNDLE")
+    compare.add_argument("--new", required=True, metavar="BUNDLE")
+    compare.add_argument("--input", action="append", default=[], metavar="FILE",
+                         help="labelled CSV/JSONL, e.g. held-back feedback (repeatable)")
+    compare.add_argument("--skip-builtin", action="store_true", help="leave out the built-in test split")
+    compare.add_argument("--margin", type=float, default=0.01, help="largest allowed macro-F1 drop (default 0.01)")
+    compare.add_argument("--class-margin", type=float, default=0.05,
+                         help="largest allowed drop of one class's F1 (default 0.05)")
+    compare.add_argument("--show", type=int, default=20, metavar="N", help="changed texts to print per set")
+    compare.add_argument("--output", metavar="FILE.json")
+
+    feedback = commands.add_parser("feedback", help="analysts' labels from the feedback topic")
+    feedback_commands = feedback.add_subparsers(dest="feedback_command", metavar="ACTION", required=True)
+    feedback_export = feedback_commands.add_parser("export", help="the latest label per id as a file for train --data")
+    feedback_export.add_argument("--out", required=True, metavar="FILE", help=".jsonl or .csv")
+    feedback_export.add_argument("--brokers", metavar="HOST:PORT")
     return parser
 
 

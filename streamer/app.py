@@ -11,6 +11,7 @@ land on the changelog partition that the owning worker recovers.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import tempfile
@@ -20,13 +21,16 @@ from typing import Any
 import faust
 
 from sentiwatch.config import Settings
+from sentiwatch.streamer.inference.reload import serving_slot
 from sentiwatch.streamer.kafka.connection import faust_broker_url, faust_credentials
 from sentiwatch.streamer.kafka.faust_tuning import use_tuned_consumer
 from sentiwatch.streamer.ops.lag import LAG_INTERVAL_SECONDS, LagMeter
 from sentiwatch.streamer.ops.metrics import WorkerMetrics
 from sentiwatch.streamer.ops.status import Progress, status_document
+from sentiwatch.streamer.quality.feedback import FeedbackMetrics, RecentLabels
+from sentiwatch.streamer.quality.feedback_agent import FeedbackAgent, remember_labels
 from sentiwatch.streamer.scoring.agent import ScoreAgent
-from sentiwatch.streamer.scoring.stage import BatchScorer, Scorer
+from sentiwatch.streamer.scoring.stage import Scorer
 from sentiwatch.streamer.scoring.topics import TopicCap
 from sentiwatch.streamer.windows.agent import TopicKeyed, WindowAgent
 from sentiwatch.streamer.windows.stage import WindowStage
@@ -56,18 +60,26 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     texts = app.topic(settings.input_topic, partitions=partitions)
     scored = app.topic(settings.scored_topic, partitions=partitions)
     alerts = app.topic(settings.alerts_topic, partitions=partitions)
+    feedback = app.topic(settings.feedback_topic, partitions=partitions)
 
     # Its tables: bytes keys are serialized raw, the same bytes as the scored record's key, so the same partition.
     table_options: dict[str, Any] = {"partitions": partitions, "use_partitioner": True, "key_type": bytes}
     windows_table = TopicKeyed(app.Table("windows", default=None, **table_options))
     status_table = TopicKeyed(app.Table("topic-status", default=None, **table_options))
+    feedback_table = app.Table("feedback", default=None, **table_options)  # id -> the latest analyst label
 
     # The stages the agents, timers and pages call.
     metrics = WorkerMetrics()
     metrics.model_info.labels(**model_info).set(1)
     progress = Progress(settings.liveness_stall_seconds)
     topic_cap = TopicCap(settings.topic_cap, preferred=settings.watchlist)
-    score_agent = ScoreAgent(app, settings, BatchScorer(scorer, settings, topic_cap), metrics, progress)
+    # The model in use: a new bundle at the bundle path is switched to between two batches (inference/reload.py).
+    recent_labels = RecentLabels(settings.feedback_recent_ids)
+    slot, bundle_watcher = serving_slot(settings, scorer, model_info, topic_cap, metrics.model_info, metrics.registry,
+                                        observers=[remember_labels(recent_labels)])
+    score_agent = ScoreAgent(app, settings, slot, metrics, progress)
+    feedback_agent = FeedbackAgent(app, settings, slot, recent_labels, FeedbackMetrics(metrics.registry),
+                                   feedback_table, lambda reason: metrics.dead_letters.labels(reason=reason).inc())
 
     def publish_alert(topic: str, event: dict[str, Any]) -> None:
         # send_soon: the window stage is synchronous; the commit flushes the producer before offsets move.
@@ -80,6 +92,7 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     # Agents.
     app.agent(texts, name="score")(score_agent.run)
     app.agent(scored, name="windows")(window_agent.run)
+    app.agent(feedback, name="feedback")(feedback_agent.run)
 
     # Timers: windows of topics whose watermark stopped moving still close; lag is measured.
     @app.timer(interval=float(min(settings.window_seconds, 10)))
@@ -89,6 +102,11 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     @app.timer(interval=LAG_INTERVAL_SECONDS)
     async def measure_lag() -> None:
         await lag_meter.measure()
+
+    if bundle_watcher is not None:
+        @app.timer(interval=settings.model_reload_seconds)
+        async def watch_bundle() -> None:
+            await asyncio.to_thread(bundle_watcher.check)  # loading a bundle takes seconds: off the event loop
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: faust.App, revoked: set[Any], **_: Any) -> None:

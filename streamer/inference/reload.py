@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -110,14 +110,18 @@ class ModelSlot:
     """The model in use, read once per batch; `switch` replaces it for the batches taken after it.
 
     Thread-safe: batches are scored on executor threads while the watcher switches from another.
-    `on_switch(old_info, new_info)` is called after every switch (the app moves `sentiwatch_model_info`).
+    `on_switch(old_info, new_info)` is called after every switch (the app moves `sentiwatch_model_info`);
+    each of `observers(version, scored records)` sees every scored batch, on the scoring thread (feedback's
+    recent labels, the drift gauges), with the records decoded once for all of them.
     """
 
     def __init__(self, current: LoadedModel, metrics: ReloadMetrics,
-                 on_switch: Callable[[dict[str, str], dict[str, str]], None] | None = None) -> None:
+                 on_switch: Callable[[dict[str, str], dict[str, str]], None] | None = None,
+                 observers: Sequence[Callable[[str, list[dict[str, Any]]], None]] = ()) -> None:
         self._current = current
         self._metrics = metrics
         self._on_switch = on_switch
+        self._observers = tuple(observers)
         self._shadow: _Shadow | None = None
         self._lock = threading.Lock()
 
@@ -154,12 +158,19 @@ class ModelSlot:
         """Score one batch with the current model (and the shadow model beside it, while there is one)."""
         model, shadow = self._current, self._shadow
         outcome = model.batch_scorer.score(messages, now)
-        if shadow is not None and outcome.scored:
-            self._shadow_score(shadow, outcome)
+        if (shadow is None and not self._observers) or not outcome.scored:
+            return outcome
+        values = [json.loads(out.value) for out in outcome.scored]
+        for observe in self._observers:
+            try:
+                observe(model.version, values)
+            except Exception:  # watching the model must never cost a record
+                log.exception("observer %r failed on a scored batch", observe)
+        if shadow is not None:
+            self._shadow_score(shadow, values)
         return outcome
 
-    def _shadow_score(self, shadow: _Shadow, outcome: BatchOutcome) -> None:
-        values = [json.loads(out.value) for out in outcome.scored]
+    def _shadow_score(self, shadow: _Shadow, values: list[dict[str, Any]]) -> None:
         try:
             prediction = shadow.candidate.scorer.predict([value["text"] for value in values])
         except Exception as exc:  # a model that cannot score live text is not switched to
@@ -243,3 +254,27 @@ def bundle_loader(settings: Settings, cap: TopicCap) -> Callable[[str], LoadedMo
         return LoadedModel(BatchScorer(scorer, settings, cap), scorer, model_info(scorer))
 
     return load
+
+
+def serving_slot(settings: Settings, scorer: Scorer, shown: dict[str, str], cap: TopicCap, info: Gauge,
+                 registry: CollectorRegistry,
+                 observers: Sequence[Callable[[str, list[dict[str, Any]]], None]] = ()
+                 ) -> tuple[ModelSlot, BundleWatcher | None]:
+    """The worker's slot for the scorer it started with, and the watcher of its bundle path (None when
+    `model_reload_seconds` is 0). A switch moves `info` (sentiwatch_model_info) and updates `shown` in place,
+    the model dict /status serves."""
+    metrics = ReloadMetrics(registry)
+
+    def show(old: dict[str, str], new: dict[str, str]) -> None:
+        info.labels(**new).set(1)
+        if old != new:
+            info.remove(*(old[name] for name in ("version", "provider", "precision")))
+        shown.clear()
+        shown.update(new)
+
+    first = LoadedModel(BatchScorer(scorer, settings, cap), scorer, dict(shown))
+    slot = ModelSlot(first, metrics, on_switch=show, observers=observers)
+    if settings.model_reload_seconds <= 0 or not settings.bundle:
+        return slot, None
+    return slot, BundleWatcher(settings.bundle, slot, bundle_loader(settings, cap), metrics,
+                               settings.model_shadow_records)
