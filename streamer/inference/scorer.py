@@ -35,6 +35,7 @@ from tokenizers import Encoding, Tokenizer
 from sentiwatch.errors import BundleError
 from sentiwatch.predictor import Prediction
 from sentiwatch.streamer.inference.bundle import OUTPUT_NAMES, Bundle, load_bundle
+from sentiwatch.streamer.inference.cpu_quota import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,11 @@ class OnnxScorer:
         return softmax(sentiment_logits), softmax(topic_logits)
 
 
+def default_threads(intra_op_threads: int) -> int:
+    """The configured count, or (0) the CPUs the container may use: its cgroup CPU quota, not the node's cores."""
+    return intra_op_threads if intra_op_threads > 0 else usable_cpus()
+
+
 def load_scorer(bundle_dir: str | os.PathLike[str], variant: str = "auto", intra_op_threads: int = 0,
                 max_pass_size: int | None = None) -> OnnxScorer:
     """Verify the bundle and open a session: auto = fp16 on CUDA when CUDA really comes up, else int8
@@ -147,7 +153,7 @@ def load_scorer(bundle_dir: str | os.PathLike[str], variant: str = "auto", intra
     if max_pass_size is not None and max_pass_size <= 0:
         raise ValueError(f"max_pass_size must be > 0, got {max_pass_size}")
     bundle = load_bundle(bundle_dir)
-    threads = intra_op_threads if intra_op_threads > 0 else len(os.sched_getaffinity(0))
+    threads = default_threads(intra_op_threads)
     cuda_available = cuda_possible()
     session, chosen = None, ""
     for name, provider in candidate_plan(bundle, variant, cuda_available):
