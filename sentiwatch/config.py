@@ -58,6 +58,14 @@ class Settings:
     # A running worker exits (status 1) when no broker has answered for this long, so that its
     # supervisor restarts it instead of it retrying forever (streamer/watchdog.py).
     kafka_unreachable_exit_seconds: float = 30.0
+    # How long a fetch may wait at the broker for records, ms. 0: 100 on the embedded broker (it does not wake a
+    # waiting fetch when records arrive), else aiokafka's default, 500 (streamer/kafka/faust_tuning.py).
+    kafka_fetch_max_wait_ms: int = 0
+    # Replication factor of the topics the worker creates and of Faust's changelog topics; 0: the number of
+    # brokers, at most 3 (1 on the embedded broker).
+    kafka_replication_factor: int = 0
+    # min.insync.replicas of those topics; 0: the replication factor - 1, at least 1 (2 on three brokers).
+    kafka_min_insync_replicas: int = 0
 
     # Model
     bundle: str = ""
@@ -79,11 +87,17 @@ class Settings:
     batch_max: int = 256
     batch_within_seconds: float = 0.2
     max_text_bytes: int = 20_000
+    # JSON size of an input record's fields besides `text`: the scored record echoes them and must stay
+    # sendable, so a larger record is dead-lettered (extra_fields_too_large).
+    max_extra_fields_bytes: int = 16_384
     window_seconds: int = 60
     long_window_seconds: int = 900
     allowed_lateness_seconds: int = 120
     topic_cap: int = 100
     topic_confidence_threshold: float = 0.6
+    # Producer topics that get their own label (metrics, windows, /status, alert ids) besides the watchlist's and
+    # the model's; any other producer topic is counted as `other`, the same on every worker.
+    topic_allowlist: list[str] = dataclasses.field(default_factory=list)
     # {"ACME": ["acme", "$acme"]}: case-insensitive word match on the text.
     watchlist: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     alert_examples: int = 5
@@ -99,10 +113,16 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = ("topic_partitions", "web_port", "batch_max", "max_text_bytes", "window_seconds",
-                    "long_window_seconds", "topic_cap", "kafka_unreachable_exit_seconds", "shutdown_timeout_seconds")
+                    "long_window_seconds", "topic_cap", "kafka_unreachable_exit_seconds", "shutdown_timeout_seconds",
+                    "max_extra_fields_bytes")
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key {key!r}: must be > 0, got {getattr(self, key)!r}")
+        for key in ("kafka_fetch_max_wait_ms", "kafka_replication_factor", "kafka_min_insync_replicas"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key {key!r}: must be >= 0 (0: automatic), got {getattr(self, key)!r}")
+        if self.kafka_replication_factor and self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ConfigError("config key 'kafka_min_insync_replicas': must not exceed kafka_replication_factor")
         if self.long_window_seconds % self.window_seconds:
             raise ConfigError("config key 'long_window_seconds': must be a multiple of window_seconds")
         for key in ("model_reload_seconds", "model_shadow_records", "feedback_recent_ids"):

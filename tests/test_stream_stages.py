@@ -24,8 +24,9 @@ def message(value: bytes | None, offset: int) -> RawMessage:
 
 
 def test_batch_scores_valid_records_and_dead_letters_the_rest(scorer):
-    settings = load_settings(environ={"SENTIWATCH_WATCHLIST": '{"ACME": ["$acme"]}', "SENTIWATCH_MAX_TEXT_BYTES": "50"})
-    stage = BatchScorer(scorer, settings, TopicCap(settings.topic_cap, settings.watchlist))
+    settings = load_settings(environ={"SENTIWATCH_WATCHLIST": '{"ACME": ["$acme"]}', "SENTIWATCH_MAX_TEXT_BYTES": "50",
+                                      "SENTIWATCH_TOPIC_ALLOWLIST": '["markets"]'})
+    stage = BatchScorer(scorer, settings, TopicCap(settings.topic_cap, settings.watchlist, settings.topic_allowlist))
     raw = [
         json.dumps({"id": "p", "text": "Shares fell", "topic": "markets", "source": "wire", "ts": TS - 5}).encode(),
         b"\xff\xfe",
@@ -68,10 +69,13 @@ def test_a_poison_text_fails_alone(scorer):
     assert [d.reason for d in outcome.dead] == [records.SCORING_FAILED]
 
 
-def test_topic_labels_are_capped(scorer):
+def test_topic_labels_are_capped_and_the_models_labels_are_preferred(scorer):
     settings = load_settings(environ={})
-    stage = BatchScorer(scorer, settings, TopicCap(2))
+    cap = TopicCap(len(scorer.topic_labels) + 2, allowlist=["t3", "t0", "t4"])
+    stage = BatchScorer(scorer, settings, cap)
     raw = [json.dumps({"id": str(i), "text": "t", "topic": f"t{i}"}).encode() for i in range(5)]
+    raw.append(json.dumps({"id": "m", "text": "t", "topic": scorer.topic_labels[-1]}).encode())
     outcome = stage.score([message(value, i) for i, value in enumerate(raw)])
-    assert [o.key for o in outcome.scored] == ["t0", "t1", "other", "other", "other"]
-    assert [json.loads(o.value)["topic"] for o in outcome.scored] == [f"t{i}" for i in range(5)]
+    # The model's labels first, then the allowlist in its order until the cap: t4 is left out; t1, t2 unlisted.
+    assert [o.key for o in outcome.scored] == ["t0", "other", "other", "t3", "other", scorer.topic_labels[-1]]
+    assert [json.loads(o.value)["topic"] for o in outcome.scored][:5] == [f"t{i}" for i in range(5)]

@@ -176,11 +176,17 @@ class Watchdog:
         return None if healthy else f"worker is {why}"
 
     def _give_up(self, reason: str) -> None:
-        log.critical("watchdog: %s; exiting with status %d", reason, EXIT_STATUS)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        sys.stderr.flush()
-        self._exit_process(EXIT_STATUS)
+        exit_now(f"watchdog: {reason}", self._exit_process)
+
+
+def exit_now(reason: str, exit_process: Callable[[int], Any] = os._exit) -> None:
+    """Log one line and end the process with status 1 at once: no stop handlers run, so nothing is committed
+    after this (what the worker has not acked is read again by the next one)."""
+    log.critical("%s; exiting with status %d", reason, EXIT_STATUS)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    exit_process(EXIT_STATUS)
 
 
 def guarded_worker_class(worker_class: type, watchdog: Watchdog) -> type:

@@ -26,8 +26,13 @@ WRONG_TYPE = "wrong_type"
 TEXT_TOO_LONG = "text_too_long"
 BAD_TIMESTAMP = "bad_timestamp"
 SCORING_FAILED = "scoring_failed"
+# The fields besides `text` are over `max_extra_fields_bytes`: the scored record echoes them, so unbounded
+# they could make it too large to send.
+EXTRA_FIELDS_TOO_LARGE = "extra_fields_too_large"
+# The scored record was refused by the producer or the broker as too large (scoring/delivery.py).
+SCORED_TOO_LARGE = "scored_too_large"
 REASONS: tuple[str, ...] = (NOT_UTF8, NOT_JSON, NOT_OBJECT, MISSING_ID, MISSING_TEXT, EMPTY_TEXT, WRONG_TYPE,
-                            TEXT_TOO_LONG, BAD_TIMESTAMP, SCORING_FAILED)
+                            TEXT_TOO_LONG, BAD_TIMESTAMP, SCORING_FAILED, EXTRA_FIELDS_TOO_LARGE, SCORED_TOO_LARGE)
 
 # Optional contract fields and the JSON types they may have; anything else a producer adds is passed through.
 _OPTIONAL_STRINGS = ("topic", "source", "lang")
@@ -52,8 +57,10 @@ class Rejected:
     detail: str
 
 
-def validate(raw: bytes | None, kafka_timestamp: float, max_text_bytes: int) -> TextRecord | Rejected:
-    """Check one Kafka record value against the input contract; never raises."""
+def validate(raw: bytes | None, kafka_timestamp: float, max_text_bytes: int,
+             max_extra_fields_bytes: int | None = None) -> TextRecord | Rejected:
+    """Check one Kafka record value against the input contract; never raises. `max_extra_fields_bytes` bounds
+    the JSON size of every field besides `text` (None: unbounded)."""
     if raw is None:
         return Rejected(NOT_JSON, "record has no value")
     try:
@@ -71,7 +78,7 @@ def validate(raw: bytes | None, kafka_timestamp: float, max_text_bytes: int) -> 
     # scored record could not be encoded and the whole batch would fail. Only such escapes need the check.
     if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
         return Rejected(NOT_UTF8, "a \\u escape in the JSON is a lone surrogate, which is not valid Unicode")
-    return validate_fields(value, kafka_timestamp, max_text_bytes)
+    return validate_fields(value, kafka_timestamp, max_text_bytes, max_extra_fields_bytes)
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -85,7 +92,8 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def validate_fields(value: dict[str, Any], kafka_timestamp: float, max_text_bytes: int) -> TextRecord | Rejected:
+def validate_fields(value: dict[str, Any], kafka_timestamp: float, max_text_bytes: int,
+                    max_extra_fields_bytes: int | None = None) -> TextRecord | Rejected:
     """The field checks of `validate`, for records that are already a JSON object."""
     record_id = value.get("id")
     if record_id is None or record_id == "":
@@ -102,6 +110,12 @@ def validate_fields(value: dict[str, Any], kafka_timestamp: float, max_text_byte
     size = len(text.encode("utf-8", errors="surrogatepass"))
     if size > max_text_bytes:
         return Rejected(TEXT_TOO_LONG, f"field 'text' is {size} bytes, over the limit of {max_text_bytes}")
+    if max_extra_fields_bytes is not None:
+        extra = _extra_fields_bytes(value)
+        if extra > max_extra_fields_bytes:
+            largest = max((name for name in value if name != "text"), key=lambda name: _json_bytes(value[name]))
+            return Rejected(EXTRA_FIELDS_TOO_LARGE, f"the fields besides 'text' are {extra} bytes of JSON (largest: "
+                                                    f"{largest[:40]!r}), over the limit of {max_extra_fields_bytes}")
     for name in _OPTIONAL_STRINGS:
         if value.get(name) is not None and not isinstance(value[name], str):
             return Rejected(WRONG_TYPE, f"field {name!r} must be a string, got {type(value[name]).__name__}")
@@ -114,6 +128,15 @@ def validate_fields(value: dict[str, Any], kafka_timestamp: float, max_text_byte
     producer_topic = value.get("topic")
     producer_topic = producer_topic.strip() if isinstance(producer_topic, str) and producer_topic.strip() else None
     return TextRecord(record_id, text, value, event_time, producer_topic)
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8", errors="surrogatepass"))
+
+
+def _extra_fields_bytes(value: dict[str, Any]) -> int:
+    """The JSON size of the record without `text`, as the scored record will echo it."""
+    return _json_bytes({name: field for name, field in value.items() if name != "text"})
 
 
 def parse_timestamp(value: Any) -> float | None:

@@ -60,6 +60,7 @@ class ScoredOutput:
     sentiment: str
     source: str  # the input partition: the window stage keeps a watermark per source
     offset: int  # the input offset: with `source`, what the window stage de-duplicates redeliveries by
+    origin: RawMessage  # the input record: its dead letter, if this record cannot be sent (scoring/delivery.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,19 +77,22 @@ class BatchOutcome:
 
 
 class BatchScorer:
-    """Holds what lives as long as the worker: the scorer, the compiled watchlist and the topic cap."""
+    """Holds what lives as long as the worker: the scorer, the compiled watchlist and the topic cap (which
+    this scorer's topic labels join as preferred labels)."""
 
     def __init__(self, scorer: Scorer, settings: Settings, cap: TopicCap) -> None:
         self._scorer = scorer
         self._settings = settings
         self._watchlist = Watchlist(settings.watchlist)
         self._cap = cap
+        cap.prefer_model_labels(scorer.topic_labels)
 
     def score(self, messages: Sequence[RawMessage], now: float | None = None) -> BatchOutcome:
         valid: list[tuple[RawMessage, TextRecord]] = []
         dead: list[DeadOutput] = []
         for message in messages:
-            checked = validate(message.value, message.timestamp, self._settings.max_text_bytes)
+            checked = validate(message.value, message.timestamp, self._settings.max_text_bytes,
+                               self._settings.max_extra_fields_bytes)
             if isinstance(checked, Rejected):
                 dead.append(self._dead(message, checked, now))
             else:
@@ -146,9 +150,13 @@ class BatchScorer:
             value["truncated"] = True
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         return ScoredOutput(self._cap.label(topic), encoded, message.timestamp, sentiment, str(message.partition),
-                           message.offset)
+                           message.offset, message)
 
     def _dead(self, message: RawMessage, rejected: Rejected, now: float | None) -> DeadOutput:
-        record = dead_letter(message.value, rejected, message.kafka_topic, message.partition, message.offset,
-                             time.time() if now is None else now)
-        return DeadOutput(rejected.reason, json.dumps(record).encode("utf-8"))
+        return dead_output(message, rejected, time.time() if now is None else now)
+
+
+def dead_output(message: RawMessage, rejected: Rejected, now: float) -> DeadOutput:
+    """The dead letter for one input record (raw bytes truncated as `records.dead_letter` says)."""
+    record = dead_letter(message.value, rejected, message.kafka_topic, message.partition, message.offset, now)
+    return DeadOutput(rejected.reason, json.dumps(record).encode("utf-8"))

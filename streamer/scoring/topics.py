@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from sentiwatch.errors import ConfigError
 from sentiwatch.labels import OTHER_TOPIC
 
 PRODUCER = "producer"
@@ -60,32 +61,58 @@ def resolve_topic(producer_topic: str | None, text: str, topic_probs: np.ndarray
 
 
 class TopicCap:
-    """Bounds how many distinct topics get their own label (metrics, windows); the rest become `other`.
+    """Which topics get their own label (metrics, windows, `/status`, alert ids); every other one is `other`.
 
-    Topics known in advance (watchlist, model labels) are admitted first; then the first ones seen,
-    until `cap` is reached. One per worker: the admitted set is per process, not global. Thread-safe: the
-    worker scores two batches at a time.
+    The same on every worker and after every restart, so a subject is never keyed two ways and a flood of
+    junk producer topics cannot take a slot: only configured topics get a label, in this order of
+    preference, at most `cap` of them: the watchlist's, the model's topic labels (added by the scorer that
+    uses this cap, `prefer_model_labels`), then `topic_allowlist`. A label must be a valid label
+    (`valid_label`); a configured one that is not stops the start. Thread-safe: the worker scores two
+    batches at a time, and a model reload may add labels while they run.
     """
 
-    def __init__(self, cap: int, preferred: Iterable[str] = ()) -> None:
+    def __init__(self, cap: int, preferred: Iterable[str] = (), allowlist: Iterable[str] = ()) -> None:
         self._cap = cap
-        self._admitted: set[str] = {OTHER_TOPIC}
+        self._watchlist = _checked(preferred, "watchlist")
+        self._allowlist = _checked(allowlist, "topic_allowlist")
+        self._model: list[str] = []
         self._lock = threading.Lock()
-        for topic in preferred:
-            self.label(topic)
+        self._admitted = self._admit()
+
+    def prefer_model_labels(self, labels: Iterable[str]) -> None:
+        """The model's topic labels, preferred after the watchlist's (invalid ones are left to `other`)."""
+        with self._lock:
+            self._model = list(dict.fromkeys([*self._model, *(label for label in labels if valid_label(label))]))
+            self._admitted = self._admit()
+
+    def _admit(self) -> frozenset[str]:
+        ordered = dict.fromkeys([*self._watchlist, *self._model, *self._allowlist])
+        ordered.pop(OTHER_TOPIC, None)  # `other` is always a label and does not count against the cap
+        return frozenset([*list(ordered)[: self._cap], OTHER_TOPIC])
 
     def label(self, topic: str) -> str:
-        if topic in self._admitted:
-            return topic
-        if len(topic) > MAX_LABEL_CHARS:
-            return OTHER_TOPIC
-        with self._lock:
-            # `other` itself is admitted for free so that the cap counts real topics.
-            if topic in self._admitted or len(self._admitted) - 1 < self._cap:
-                self._admitted.add(topic)
-                return topic
-        return OTHER_TOPIC
+        return topic if topic in self._admitted else OTHER_TOPIC
 
     @property
     def admitted(self) -> frozenset[str]:
-        return frozenset(self._admitted)
+        return self._admitted
+
+
+# Letters and digits of any script, space and a few separators. Excluded, among others: control and format
+# characters (RTL marks, zero-width joiners), quotes, backslashes, braces and emoji, which would garble
+# Prometheus' text format, alert ids, logs and dashboards, or let two labels look alike.
+_LABEL = re.compile(r"[\w .:/&+$#@'()-]+")
+
+
+def valid_label(topic: str) -> bool:
+    """Whether `topic` may be a label: 1..MAX_LABEL_CHARS characters of `_LABEL`, not only spaces."""
+    return 0 < len(topic) <= MAX_LABEL_CHARS and topic.strip() == topic and _LABEL.fullmatch(topic) is not None
+
+
+def _checked(topics: Iterable[str], key: str) -> list[str]:
+    checked = list(topics)
+    for topic in checked:
+        if not isinstance(topic, str) or not valid_label(topic):
+            raise ConfigError(f"config key {key!r}: topic {str(topic)[:40]!r} is not a valid label (1-"
+                              f"{MAX_LABEL_CHARS} letters, digits, spaces or . : / & + $ # @ ' ( ) - _)")
+    return checked
