@@ -108,12 +108,22 @@ def is_newer(incoming: Feedback, kept: Feedback | None) -> bool:
     return kept.at is None or incoming.at >= kept.at
 
 
+def merge(kept: Feedback | None, incoming: Feedback) -> Feedback:
+    """The label kept for an id after `incoming`: each field (sentiment, topic, text, by, at) from the newer of the
+    two where it has one, else from the other, so a topic label does not erase an earlier sentiment label."""
+    if kept is None:
+        return incoming
+    newer, older = (incoming, kept) if is_newer(incoming, kept) else (kept, incoming)
+    fields = {name: getattr(newer, name) if getattr(newer, name) is not None else getattr(older, name)
+              for name in ("sentiment", "topic", "text", "by")}
+    return Feedback(kept.id, at=newer.at if newer.at is not None else older.at, **fields)
+
+
 def latest_by_id(records: list[Feedback]) -> dict[str, Feedback]:
     """The label kept per id from feedback in read order (what the worker's table ends with)."""
     kept: dict[str, Feedback] = {}
     for record in records:
-        if is_newer(record, kept.get(record.id)):
-            kept[record.id] = record
+        kept[record.id] = merge(kept.get(record.id), record)
     return kept
 
 

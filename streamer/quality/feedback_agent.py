@@ -20,7 +20,7 @@ import faust
 
 from sentiwatch.config import Settings
 from sentiwatch.streamer.inference.reload import ModelSlot
-from sentiwatch.streamer.quality.feedback import Feedback, FeedbackMetrics, RecentLabels, is_newer, validate_feedback
+from sentiwatch.streamer.quality.feedback import Feedback, FeedbackMetrics, RecentLabels, merge, validate_feedback
 from sentiwatch.streamer.scoring.records import Rejected, dead_letter
 
 log = logging.getLogger(__name__)
@@ -54,15 +54,14 @@ class FeedbackAgent:
             await self.take(checked)
 
     async def take(self, feedback: Feedback) -> str | None:
-        """Count one valid label and keep it if it is the latest for its id; returns the sentiment verdict."""
+        """Count one valid label and merge it into the label kept for its id; returns the sentiment verdict."""
         model_label = self.recent.get(feedback.id)
         if model_label is None and feedback.text is not None and feedback.sentiment is not None:
             model_label = await asyncio.to_thread(self.label_now, feedback.text)
         found = self.metrics.count(feedback, model_label)
         key = feedback.id.encode("utf-8")
         kept = self.table.get(key)
-        if is_newer(feedback, Feedback(**kept) if kept else None):
-            self.table[key] = {**dict.fromkeys(("sentiment", "topic", "text", "by", "at")), **feedback.as_json()}
+        self.table[key] = merge(Feedback(**kept) if kept else None, feedback).as_json()
         return found
 
     def label_now(self, text: str) -> str:
