@@ -33,3 +33,42 @@ def test_status_document_has_counts_but_no_texts():
     assert topic["current_window"]["total"] == 2 and topic["long_window"]["negative_ratio"] == 0.25
     assert topic["watermark"] == "1970-01-01T00:01:40.000Z"
     assert "secret" not in str(document)
+
+
+def test_a_worker_idle_for_ten_minutes_that_has_just_fetched_records_is_not_stalled():
+    """Issue 13, item 2: the stall used to count from the last batch, so this read "no progress for 600 s"."""
+    progress = Progress(stall_seconds=60)
+    start = progress.last_progress
+    progress.update_lag({0: 0, 1: 0}, now=start + 5)
+    progress.update_lag({0: 3, 1: 0}, now=start + 600)  # 3 records arrive after ten idle minutes
+    assert progress.liveness(start + 601) == (True, "ok")
+    progress.update_lag({0: 3, 1: 0}, now=start + 630)  # still pending: the stall counts from when they came
+    assert progress.liveness(start + 659)[0] is True
+    healthy, reason = progress.liveness(start + 661)
+    assert not healthy and "3 records behind and no progress for 61 s" in reason
+
+
+def test_lag_series_of_revoked_partitions_are_removed():
+    """Issue 13, item 1: after a rebalance the old owner's last lag value stayed and `max by (partition)` fired."""
+    from sentiwatch.streamer.ops.metrics import WorkerMetrics
+    from tests.streaming_helpers import parse_metrics
+
+    metrics = WorkerMetrics()
+    metrics.set_consumer_lag({0: 500, 1: 7, 2: 0})
+    metrics.set_consumer_lag({1: 2})  # partitions 0 and 2 revoked
+    lags = {dict(labels)["partition"]: value for (name, labels), value in parse_metrics(metrics.render().decode())
+            .items() if name == "sentiwatch_consumer_lag"}
+    assert lags == {"1": 2}
+    metrics.set_consumer_lag({0: 1, 1: 0})  # one comes back
+    lags = {dict(labels)["partition"]: value for (name, labels), value in parse_metrics(metrics.render().decode())
+            .items() if name == "sentiwatch_consumer_lag"}
+    assert lags == {"0": 1, "1": 0}
+
+
+def test_readiness_waits_for_the_assignment_and_recovered_tables():
+    from sentiwatch.streamer.ops.status import readiness
+
+    assert readiness(assigned=False, rebalancing=False, recovered=False)[0] is False
+    assert readiness(assigned=True, rebalancing=True, recovered=True) == (False, "rebalancing")
+    assert readiness(assigned=True, rebalancing=False, recovered=False) == (False, "recovering tables")
+    assert readiness(assigned=True, rebalancing=False, recovered=True) == (True, "ok")

@@ -34,5 +34,4 @@ class LagMeter:
                     if position is not None:
                         self.progress.positions.setdefault(tp.partition, position)
         highwaters = {tp.partition: consumer.highwater(tp) for tp in assigned}
-        for partition, lag in self.progress.update_lag(highwaters).items():
-            self.metrics.consumer_lag.labels(partition=str(partition)).set(lag)
+        self.metrics.set_consumer_lag(self.progress.update_lag(highwaters))

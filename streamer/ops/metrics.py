@@ -7,6 +7,8 @@ worker's TopicCap, reasons come from `sentiwatch.streamer.scoring.records.REASON
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from sentiwatch.streamer.scoring.records import REASONS
@@ -43,9 +45,19 @@ class WorkerMetrics:
                                 ["version", "provider", "precision"], registry=r)
         self.consumer_lag = Gauge("sentiwatch_consumer_lag", "Records behind the partition's end", ["partition"],
                                   registry=r)
+        self._lag_partitions: set[int] = set()  # the partitions with a lag series (`set_consumer_lag`)
         self.alerts = Counter("sentiwatch_alerts", "Alert events published", ["topic", "state"], registry=r)
         for reason in REASONS:
             self.dead_letters.labels(reason=reason)  # export zeros so rate() and absent() behave from the start
+
+    def set_consumer_lag(self, lag: Mapping[int, int]) -> None:
+        """The lag of the partitions assigned now; a partition not among them any more (revoked in a rebalance)
+        loses its series, else its last value would stay and `max by (partition)` could fire for nothing."""
+        for partition in self._lag_partitions - lag.keys():
+            self.consumer_lag.remove(str(partition))
+        for partition, value in lag.items():
+            self.consumer_lag.labels(partition=str(partition)).set(value)
+        self._lag_partitions = set(lag)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

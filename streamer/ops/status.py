@@ -20,6 +20,9 @@ class Progress:
         self.records = 0
         self.positions: dict[int, int] = {}  # input partition -> next offset to process
         self.lag: dict[int, int] = {}
+        # When the lag last went from 0 to more (None while there is none): a stall counts from then, not from
+        # the last batch, else a worker idle for ten minutes reads as stalled the moment records arrive.
+        self.pending_since: float | None = None
 
     def on_batch(self, offsets: Mapping[int, int], records: int) -> None:
         """`offsets`: the highest offset processed per partition in the batch."""
@@ -28,21 +31,40 @@ class Progress:
         self.records += records
         self.last_progress = time.monotonic()
 
-    def update_lag(self, highwaters: Mapping[int, int | None]) -> dict[int, int]:
+    def update_lag(self, highwaters: Mapping[int, int | None], now: float | None = None) -> dict[int, int]:
         """Lag per assigned partition with a known end; partitions not assigned any more are dropped."""
         self.lag = {partition: max(0, end - self.positions.get(partition, 0))
                     for partition, end in highwaters.items() if end is not None}
         self.positions = {p: o for p, o in self.positions.items() if p in highwaters}
+        if not sum(self.lag.values()):
+            self.pending_since = None
+        elif self.pending_since is None:
+            self.pending_since = time.monotonic() if now is None else now
         return self.lag
 
     def liveness(self, now: float | None = None) -> tuple[bool, str]:
-        """Unhealthy only when there is work (lag > 0) and nothing has moved for `stall_seconds`."""
+        """Unhealthy only when records have been pending (lag > 0) for `stall_seconds` and nothing has moved
+        in that time."""
         now = time.monotonic() if now is None else now
         behind = sum(self.lag.values())
-        stalled_for = now - self.last_progress
-        if behind > 0 and stalled_for > self.stall_seconds:
+        if behind == 0 or self.pending_since is None:
+            return True, "ok"
+        stalled_for = now - max(self.last_progress, self.pending_since)
+        if stalled_for > self.stall_seconds:
             return False, f"stalled: {behind} records behind and no progress for {stalled_for:.0f} s"
         return True, "ok"
+
+
+def readiness(assigned: bool, rebalancing: bool, recovered: bool) -> tuple[bool, str]:
+    """Ready to take traffic: the worker has had its partitions assigned (an empty share counts: more workers
+    than partitions) and its tables are recovered, and no rebalance is under way."""
+    if not assigned:
+        return False, "waiting for the consumer group to assign partitions"
+    if rebalancing:
+        return False, "rebalancing"
+    if not recovered:
+        return False, "recovering tables"
+    return True, "ok"
 
 
 def status_document(model: Mapping[str, Any], progress: Progress, windows: Mapping[str, Any],
