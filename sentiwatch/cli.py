@@ -13,7 +13,10 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from sentiwatch import __version__
+from sentiwatch.config import ENV_PREFIX, Settings, load_settings
 from sentiwatch.errors import SentiwatchError
+from sentiwatch.logs import configure_logging
 
 # subcommand -> "module:function"; the function takes the parsed arguments and returns an exit status.
 HANDLERS: dict[str, str] = {
@@ -33,109 +36,123 @@ HANDLERS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --config and --debug are accepted before or after the subcommand; SUPPRESS keeps a subcommand from
+    # overwriting a value given before it with its own default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logs (wins over log_level)")
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="config file (TOML, JSON or YAML) (env SENTIWATCH_CONFIG; default: none)")
     parser = argparse.ArgumentParser(
-        prog="sentiwatch",
+        prog="sentiwatch", parents=[common],
         description="Streaming public-opinion monitor: score texts from Kafka, watch per-topic "
-        "sentiment, alert on negative surges.",
+        "sentiment, alert on negative surges. Every setting is also an environment variable SENTIWATCH_<NAME> "
+        "and a key in the config file; a flag wins.",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("--config", metavar="FILE", help="config file (TOML, JSON or YAML); also SENTIWATCH_CONFIG")
+    parser.set_defaults(debug=False, config=None)
+    parser.add_argument("--version", action="version", version=f"sentiwatch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    train = commands.add_parser("train", help="fine-tune the two-head classifier")
-    train.add_argument("--out", required=True, metavar="DIR", help="output model folder")
-    train.add_argument("--base", metavar="DIR", help="Hugging Face encoder folder (default: packaged all-MiniLM-L6-v2)")
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    train = command("train", "fine-tune the two-head classifier")
+    train.add_argument("--out", required=True, metavar="DIR", help="output model folder (required)")
+    train.add_argument("--base", metavar="DIR",
+                       help="Hugging Face encoder folder, or 'multilingual' (default: packaged all-MiniLM-L6-v2)")
     train.add_argument("--data", action="append", metavar="SPEC", default=[],
-                       help="builtin, builtin:sentiment, builtin:topic, or a CSV/JSONL file (repeatable)")
-    train.add_argument("--limit", type=int, metavar="N", help="use at most N training examples")
-    train.add_argument("--epochs", type=int, metavar="N", help="maximum number of epochs")
-    train.add_argument("--seed", type=int, default=13, metavar="N")
-    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+                       help="builtin, builtin:sentiment, builtin:topic, or a CSV/JSONL file (repeatable; "
+                       "default: builtin)")
+    train.add_argument("--limit", type=int, metavar="N", help="use at most N training examples (default: all)")
+    train.add_argument("--epochs", type=int, metavar="N", help="maximum number of epochs (default: the trainer's)")
+    train.add_argument("--seed", type=int, default=13, metavar="N", help="random seed (default: %(default)s)")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where to train (default: %(default)s: cuda when available)")
 
-    evaluate = commands.add_parser("evaluate", help="metrics on a labelled file or the built-in test split")
+    evaluate = command("evaluate", "metrics on a labelled file or the built-in test split")
     source = evaluate.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", metavar="DIR")
-    source.add_argument("--bundle", metavar="DIR")
+    source.add_argument("--model", metavar="DIR", help="a trained model folder (this or --bundle)")
+    source.add_argument("--bundle", metavar="DIR", help="an ONNX model bundle (this or --model)")
     evaluate.add_argument("--input", metavar="FILE", help="labelled CSV/JSONL (default: built-in test split)")
-    evaluate.add_argument("--output", metavar="FILE.json")
+    evaluate.add_argument("--output", metavar="FILE.json", help="write metrics.json here (default: stdout only)")
 
-    export = commands.add_parser("export", help="write an ONNX model bundle")
-    export.add_argument("--model", required=True, metavar="DIR")
-    export.add_argument("--out", required=True, metavar="DIR")
-    export.add_argument("--precision", choices=("fp32", "fp16", "int8", "all"), default="all")
+    export = command("export", "write an ONNX model bundle")
+    export.add_argument("--model", required=True, metavar="DIR", help="trained model folder (required)")
+    export.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write (required)")
+    export.add_argument("--precision", choices=("fp32", "fp16", "int8", "all"), default="all",
+                        help="variants to write (default: %(default)s)")
     export.add_argument("--int8-isa", choices=("auto", "avx512_vnni", "avx512", "avx2"), default="auto",
-                        help="instruction set the int8 graph is quantized for (default: from this CPU)")
+                        help="instruction set the int8 graph is quantized for (default: %(default)s: this CPU's)")
 
-    score = commands.add_parser("score", help="offline batch scoring of a CSV/JSONL file")
-    score.add_argument("--bundle", required=True, metavar="DIR")
-    score.add_argument("--input", required=True, metavar="FILE")
-    score.add_argument("--output", required=True, metavar="FILE.jsonl")
-    score.add_argument("--text-column", default="text", metavar="NAME")
-    score.add_argument("--id-column", default="id", metavar="NAME")
-    score.add_argument("--batch-size", type=int, default=64, metavar="N")
+    score = command("score", "offline batch scoring of a CSV/JSONL file")
+    score.add_argument("--bundle", required=True, metavar="DIR", help="ONNX model bundle (required)")
+    score.add_argument("--input", required=True, metavar="FILE", help="CSV/JSONL to score (required)")
+    score.add_argument("--output", required=True, metavar="FILE.jsonl", help="one JSON object per row (required)")
+    score.add_argument("--text-column", default="text", metavar="NAME", help="text field (default: %(default)s)")
+    score.add_argument("--id-column", default="id", metavar="NAME",
+                       help="id field (default: %(default)s; the line number when absent)")
+    score.add_argument("--batch-size", type=int, default=64, metavar="N", help="texts per batch (default: %(default)s)")
 
-    bench = commands.add_parser("bench", help="inference and end-to-end benchmarks")
-    bench.add_argument("--bundle", metavar="DIR")
-    bench.add_argument("--model", metavar="DIR")
-    bench.add_argument("--brokers", metavar="HOST:PORT")
-    bench.add_argument("--skip-end-to-end", action="store_true")
+    bench = command("bench", "inference and end-to-end benchmarks")
+    bench.add_argument("--bundle", metavar="DIR", help=_setting_help("bundle", "ONNX model bundle to measure"))
+    bench.add_argument("--model", metavar="DIR", help="also measure this PyTorch model folder (default: none)")
+    bench.add_argument("--brokers", metavar="HOST:PORT",
+                       help="Kafka for the end-to-end part (default: an embedded broker started for it)")
+    bench.add_argument("--skip-end-to-end", action="store_true", help="measure inference only (default: off)")
     bench.add_argument("--end-to-end-batch-size", type=int, default=32, metavar="N",
-                       help="the worker's batch_max in the end-to-end run, and bare inference's batch size")
-    bench.add_argument("--output", metavar="FILE.json")
-    bench.add_argument("--batch-sizes", default="1,8,32,128", metavar="LIST")
-    bench.add_argument("--texts", type=int, default=1024, metavar="N", help="texts per measurement")
+                       help="the worker's batch_max in the end-to-end run, and bare inference's batch size "
+                       "(default: %(default)s)")
+    bench.add_argument("--output", metavar="FILE.json", help="write the results here (default: stdout only)")
+    bench.add_argument("--batch-sizes", default="1,8,32,128", metavar="LIST",
+                       help="inference batch sizes, comma separated (default: %(default)s)")
+    bench.add_argument("--texts", type=int, default=1024, metavar="N",
+                       help="texts per measurement (default: %(default)s)")
 
-    broker = commands.add_parser("broker", help="run the embedded Kafka-compatible broker in the foreground")
-    broker.add_argument("--host", default="127.0.0.1")
-    broker.add_argument("--port", type=int, default=9092)
+    broker = command("broker", "run the embedded Kafka-compatible broker in the foreground")
+    broker.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    broker.add_argument("--port", type=int, default=9092, help="port to listen on (default: %(default)s)")
 
-    stream = commands.add_parser("stream", help="run a stream worker")
-    stream.add_argument("--bundle", metavar="DIR")
-    stream.add_argument("--brokers", metavar="HOST:PORT")
-    stream.add_argument("--web-host", metavar="H")
-    stream.add_argument("--web-port", type=int, metavar="P")
+    stream = command("stream", "run a stream worker")
+    stream.add_argument("--bundle", metavar="DIR", help=_setting_help("bundle", "ONNX model bundle"))
+    stream.add_argument("--brokers", metavar="HOST:PORT", help=_setting_help("brokers", "Kafka bootstrap servers"))
+    stream.add_argument("--web-host", metavar="H", help=_setting_help("web_host", "address of /metrics and /status"))
+    stream.add_argument("--web-port", type=int, metavar="P", help=_setting_help("web_port", "port of the web server"))
 
-    replay = commands.add_parser("replay", help="produce a file's records into Kafka")
+    replay = command("replay", "produce a file's records into Kafka")
     replay.add_argument("--input", metavar="FILE", help="CSV/JSONL (default: the built-in test texts)")
-    replay.add_argument("--topic", required=True, metavar="NAME", help="Kafka topic to produce to")
+    replay.add_argument("--topic", required=True, metavar="NAME", help="Kafka topic to produce to (required)")
     replay.add_argument("--rate", type=float, metavar="N", help="records per second (default: as fast as possible)")
-    replay.add_argument("--brokers", metavar="HOST:PORT")
+    replay.add_argument("--brokers", metavar="HOST:PORT", help=_setting_help("brokers", "Kafka bootstrap servers"))
+    replay.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="give up when no broker answers within this time (default: %(default)s)")
 
-    backtest = commands.add_parser("backtest", help="run the spike detector over a historical series")
-    backtest.add_argument("--input", required=True, metavar="FILE.csv")
-    backtest.add_argument("--output", required=True, metavar="FILE.csv")
-    backtest.add_argument("--plot", metavar="FILE.png")
-    # --config is the global flag; repeating it here reads naturally in `sentiwatch backtest --config F`.
-    backtest.add_argument("--config", dest="command_config", metavar="FILE")
+    backtest = command("backtest", "run the spike detector over a historical series")
+    backtest.add_argument("--input", required=True, metavar="FILE.csv",
+                          help="timestamp,value or timestamp,total,negative (required)")
+    backtest.add_argument("--output", required=True, metavar="FILE.csv",
+                          help="the input plus anomaly_score and alert (required)")
+    backtest.add_argument("--plot", metavar="FILE.png", help="also draw the series and alerts (default: none)")
 
-    demo = commands.add_parser("demo", help="the main job on the embedded broker, end to end")
-    demo.add_argument("--keep-running", action="store_true", help="stay up after the alert resolved")
-    demo.add_argument("--work-dir", metavar="DIR", help="where the demo model and bundle are cached")
-    demo.add_argument("--model", metavar="DIR", help="use this trained model folder instead of training")
-    demo.add_argument("--bundle", metavar="DIR", help="use this model bundle instead of exporting one")
+    demo = command("demo", "the main job on the embedded broker, end to end")
+    demo.add_argument("--keep-running", action="store_true", help="stay up after the alert resolved (default: off)")
+    demo.add_argument("--work-dir", metavar="DIR",
+                      help="where the demo model and bundle are cached (env SENTIWATCH_DEMO_DIR; default: .cache/demo)")
+    demo.add_argument("--model", metavar="DIR",
+                      help="use this trained model folder instead of training (default: none)")
+    demo.add_argument("--bundle", metavar="DIR",
+                      help="use this model bundle instead of exporting one (default: none)")
     demo.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
-                      help="give up when the surge's alert has not resolved by then")
+                      help="give up when the surge's alert has not resolved by then (default: %(default)s)")
     demo.add_argument("--until-stream-done", action="store_true",
-                      help="end once every record is scored instead of waiting for the alert to resolve")
-
-    compare = commands.add_parser("compare", help="two bundles on the same labelled texts: is the new one safe?")
-    compare.add_argument("--old", required=True, metavar="BUNDLE")
-    compare.add_argument("--new", required=True, metavar="BUNDLE")
-    compare.add_argument("--input", action="append", default=[], metavar="FILE",
-                         help="labelled CSV/JSONL, e.g. held-back feedback (repeatable)")
-    compare.add_argument("--skip-builtin", action="store_true", help="leave out the built-in test split")
-    compare.add_argument("--margin", type=float, default=0.01, help="largest allowed macro-F1 drop (default 0.01)")
-    compare.add_argument("--class-margin", type=float, default=0.05,
-                         help="largest allowed drop of one class's F1 (default 0.05)")
-    compare.add_argument("--show", type=int, default=20, metavar="N", help="changed texts to print per set")
-    compare.add_argument("--output", metavar="FILE.json")
-
-    feedback = commands.add_parser("feedback", help="analysts' labels from the feedback topic")
-    feedback_commands = feedback.add_subparsers(dest="feedback_command", metavar="ACTION", required=True)
-    feedback_export = feedback_commands.add_parser("export", help="the latest label per id as a file for train --data")
-    feedback_export.add_argument("--out", required=True, metavar="FILE", help=".jsonl or .csv")
-    feedback_export.add_argument("--brokers", metavar="HOST:PORT")
+                      help="end once every record is scored instead of waiting for the alert to resolve "
+                      "(default: off)")
     return parser
+
+
+def _setting_help(key: str, text: str) -> str:
+    """A flag that sets a setting names its environment variable and the setting's default."""
+    default = getattr(Settings(), key)
+    return f"{text} (env {ENV_PREFIX}{key.upper()}; default: {default if default != '' else 'none'})"
 
 
 def resolve_handler(command: str) -> Callable[[argparse.Namespace], int]:
@@ -146,13 +163,12 @@ def resolve_handler(command: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "command_config", None):
-        args.config = args.command_config
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(debug=args.debug)
+    try:
+        configure_logging(*_log_settings(args.config), debug=args.debug)
+    except SentiwatchError as exc:
+        print(f"sentiwatch {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     try:
         status = resolve_handler(args.command)(args)
     except KeyboardInterrupt:
@@ -169,6 +185,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sentiwatch {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return int(status or 0)
+
+
+def _log_settings(config_file: str | None) -> tuple[str, str]:
+    """log_level and log_format from the config file and environment. The subcommand loads the settings again and
+    warns about unknown variables then; this early read stays quiet so that each warning appears once."""
+    config_log = logging.getLogger("sentiwatch.config")
+    previous = config_log.level
+    config_log.setLevel(logging.ERROR)
+    try:
+        settings = load_settings(config_file)
+    finally:
+        config_log.setLevel(previous)
+    return settings.log_level, settings.log_format
 
 
 if __name__ == "__main__":

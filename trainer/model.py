@@ -23,6 +23,8 @@ from sentiwatch.hashing import sha256_file
 # The packaged all-MiniLM-L6-v2 weights must be the upstream file, byte for byte.
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 HEADS_FILE = "heads.safetensors"
+# `train --base multilingual`: the packaged multilingual encoder instead of a folder.
+MULTILINGUAL = "multilingual"
 CONFIG_KEY = "sentiwatch"
 
 
@@ -69,9 +71,14 @@ class TwoHeadClassifier(nn.Module):
 
 
 def load_base(base_dir: str | os.PathLike[str] | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Path]:
-    """Load an encoder and its tokenizer from a local folder; the packaged MiniLM is hash-checked."""
+    """Load an encoder and its tokenizer from a local folder; the packaged MiniLM is hash-checked, and
+    `multilingual` names the packaged multilingual-e5-small (sentiwatch.trainer.multilingual)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     packaged = base_dir is None
+    if str(base_dir) == MULTILINGUAL:
+        from sentiwatch.trainer.multilingual import multilingual_base_dir
+
+        base_dir = multilingual_base_dir()  # built from the installed packages on first use, then cached
     path = default_base_dir() if packaged else Path(base_dir)
     if not (path / "config.json").is_file():
         raise SentiwatchError(f"base model folder {path} has no config.json (expected a Hugging Face encoder folder)")

