@@ -20,14 +20,11 @@ import faust
 from sentiwatch.config import Settings
 from sentiwatch.streamer.ops.metrics import WorkerMetrics
 from sentiwatch.streamer.ops.status import Progress
+from sentiwatch.streamer.ops.watchdog import exit_now
+from sentiwatch.streamer.scoring.delivery import OFFSET_HEADER, SOURCE_HEADER, BatchSender  # noqa: F401 - headers
 from sentiwatch.streamer.scoring.in_order import InOrderDelivery
 from sentiwatch.streamer.scoring.stage import BATCHES_SCORED_AT_ONCE, BatchOutcome, BatchScorer, RawMessage
 
-# Header on scored records naming the input partition they came from (per-source watermarks).
-SOURCE_HEADER = "sentiwatch-source"
-# Header on scored records with the input offset they were scored from: the window stage skips a redelivered
-# record by it, so window counts are exact across crashes (the detector's own state is not covered by this).
-OFFSET_HEADER = "sentiwatch-offset"
 # Batches taken and not yet sent while the next one is taken: the ones being scored plus one waiting for
 # its turn, so a scoring thread never waits for the event loop; bounded, so memory is too.
 BATCHES_IN_FLIGHT = BATCHES_SCORED_AT_ONCE + 1
@@ -44,6 +41,8 @@ class ScoreAgent:
         self.metrics = metrics
         self.progress = progress
         self.executor = concurrent.futures.ThreadPoolExecutor(BATCHES_SCORED_AT_ONCE, thread_name_prefix="inference")
+        # An unclassified send error ends the process before the batch is acked (see scoring/delivery.py).
+        self.sender = BatchSender(lambda: app.producer, settings.scored_topic, settings.dlq_topic, exit_now)
 
     async def run(self, stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
@@ -55,23 +54,20 @@ class ScoreAgent:
                                        e.message.timestamp) for e in events]
                 scoring = loop.run_in_executor(self.executor, self.batch_scorer.score, messages)
                 await batches.submit(scoring, functools.partial(self.deliver, stream, events, messages))
+        except Exception as exc:  # noqa: BLE001 - whatever it is, only a new process reads the failed batch again
+            exit_now(f"score agent stopped by a failed batch ({type(exc).__name__}: {str(exc)[:200]})")
+            raise
         finally:
             await batches.drain()
 
     async def deliver(self, stream: faust.StreamT, events: list[Any], messages: list[RawMessage],
                       outcome: BatchOutcome) -> None:
-        """Send one scored batch's records and dead letters, then ack its input events."""
-        producer = self.app.producer
-        settings = self.settings
-        for out in outcome.scored:
-            headers = [(SOURCE_HEADER, out.source.encode("utf-8")), (OFFSET_HEADER, str(out.offset).encode("ascii"))]
-            await producer.send(settings.scored_topic, out.key.encode("utf-8"), out.value, None, out.timestamp,
-                                headers)
-        for dead in outcome.dead:
-            await producer.send(settings.dlq_topic, None, dead.value, None, None, None)
+        """Send one scored batch's records and dead letters, wait until each is on its topic, then ack its input
+        events (the windows are told of the scored ones; a record refused as too large is a dead letter)."""
+        sent = await self.sender.send(outcome)
         for event in events:
             await stream.ack(event)
-        self.record(messages, outcome)
+        self.record(messages, sent)
 
     def record(self, messages: list[RawMessage], outcome: BatchOutcome) -> None:
         """Metrics and progress for one delivered batch."""

@@ -35,7 +35,9 @@ class InOrderDelivery:
     async def submit(self, result: Awaitable[Result], deliver: Callable[[Result], Awaitable[None]]) -> None:
         """Have `deliver(await result)` run once every batch submitted earlier is delivered; returns when no
         more than `max_in_flight` batches are undelivered. Raises the error of a batch that failed: it and
-        every batch after it are never delivered (their records are not acked, so they are read again)."""
+        every batch after it are never delivered. Their records are not acked, so the committed position stays
+        before them, but Faust does not fetch them again in this process: only the next process reads them, which
+        is why the score agent ends the process on such an error (scoring/agent.py)."""
         previous = self._pending[-1] if self._pending else None
         self._pending.append(asyncio.ensure_future(_deliver_after(previous, result, deliver)))
         while self._pending and (len(self._pending) > self._max_in_flight or self._pending[0].done()):
@@ -45,7 +47,7 @@ class InOrderDelivery:
     async def drain(self) -> None:
         """Wait until every submitted batch is delivered or has failed, even if cancelled meanwhile: a graceful
         stop finishes the batches in hand before the consumer's last commit. A failure is logged, not raised
-        (the caller is already stopping or failing); those records were not acked and will be read again."""
+        (the caller is already stopping or failing); those records were not acked, so the next process reads them."""
         remaining = asyncio.gather(*self._pending, return_exceptions=True)
         self._pending.clear()
         cancelled = False
@@ -57,7 +59,7 @@ class InOrderDelivery:
         outcomes = remaining.result()
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
-            log.warning("%d of %d batches in hand were not delivered (first error: %r); they will be read again",
+            log.warning("%d of %d batches in hand were not delivered (first error: %r); the next process reads them",
                         len(failures), len(outcomes), failures[0])
         if cancelled:
             raise asyncio.CancelledError
