@@ -146,6 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--until-stream-done", action="store_true",
                       help="end once every record is scored instead of waiting for the alert to resolve "
                       "(default: off)")
+
+    compare = command("compare", "two bundles on the same labelled texts: per-class differences, changed labels; "
+                      "exit 1 on a regression")
+    compare.add_argument("--old", required=True, metavar="BUNDLE", help="the bundle serving now (required)")
+    compare.add_argument("--new", required=True, metavar="BUNDLE", help="the candidate bundle (required)")
+    compare.add_argument("--input", action="append", default=[], metavar="FILE",
+                         help="labelled CSV/JSONL, e.g. held-back feedback (repeatable; default: none)")
+    compare.add_argument("--skip-builtin", action="store_true", help="leave out the built-in test split (default: off)")
+    compare.add_argument("--margin", type=float, default=0.01,
+                         help="largest allowed macro-F1 drop per head and set (default: %(default)s)")
+    compare.add_argument("--class-margin", type=float, default=0.05,
+                         help="largest allowed drop of one class's F1 (default: %(default)s)")
+    compare.add_argument("--show", type=int, default=20, metavar="N",
+                         help="changed texts printed per set (default: %(default)s)")
+    compare.add_argument("--output", metavar="FILE.json", help="the full comparison as JSON (default: none)")
+
+    feedback = command("feedback", "analysts' labels from the feedback topic")
+    feedback_actions = feedback.add_subparsers(dest="feedback_action", metavar="ACTION", required=True)
+    feedback_export = feedback_actions.add_parser(
+        "export", help="the latest label per id as a labelled file for train --data", parents=[common])
+    feedback_export.add_argument("--out", required=True, metavar="FILE", help=".jsonl or .csv (required)")
+    feedback_export.add_argument("--brokers", metavar="HOST:PORT",
+                                 help=_setting_help("brokers", "Kafka bootstrap servers"))
     return parser
 
 
