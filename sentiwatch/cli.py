@@ -36,20 +36,15 @@ HANDLERS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # --config and --debug are accepted before or after the subcommand; SUPPRESS keeps a subcommand from
-    # overwriting a value given before it with its own default.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show tracebacks and debug logs (wins over log_level)")
-    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
-                        help="config file (TOML, JSON or YAML) (env SENTIWATCH_CONFIG; default: none)")
+    # --config and --debug are accepted before or after the subcommand: the subcommands' copies default to
+    # SUPPRESS, so they never overwrite a value given before the subcommand.
     parser = argparse.ArgumentParser(
-        prog="sentiwatch", parents=[common],
+        prog="sentiwatch", parents=[_common_flags(debug=False, config=None)],
         description="Streaming public-opinion monitor: score texts from Kafka, watch per-topic "
         "sentiment, alert on negative surges. Every setting is also an environment variable SENTIWATCH_<NAME> "
         "and a key in the config file; a flag wins.",
     )
-    parser.set_defaults(debug=False, config=None)
+    common = _common_flags(debug=argparse.SUPPRESS, config=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"sentiwatch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -71,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = command("evaluate", "metrics on a labelled file or the built-in test split")
     source = evaluate.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", metavar="DIR", help="a trained model folder (this or --bundle)")
-    source.add_argument("--bundle", metavar="DIR", help="an ONNX model bundle (this or --model)")
+    source.add_argument("--model", metavar="DIR", help="a trained model folder (required: this or --bundle)")
+    source.add_argument("--bundle", metavar="DIR", help="an ONNX model bundle (required: this or --model)")
     evaluate.add_argument("--input", metavar="FILE", help="labelled CSV/JSONL (default: built-in test split)")
     evaluate.add_argument("--output", metavar="FILE.json", help="write metrics.json here (default: stdout only)")
 
@@ -170,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     feedback_export.add_argument("--brokers", metavar="HOST:PORT",
                                  help=_setting_help("brokers", "Kafka bootstrap servers"))
     return parser
+
+
+def _common_flags(debug: object, config: object) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=debug,
+                        help="show tracebacks and debug logs (wins over log_level)")
+    common.add_argument("--config", metavar="FILE", default=config,
+                        help="config file (TOML, JSON or YAML) (env SENTIWATCH_CONFIG; default: none)")
+    return common
 
 
 def _setting_help(key: str, text: str) -> str:

@@ -107,7 +107,16 @@ class Settings:
     liveness_stall_seconds: float = 60.0
     # After SIGTERM the worker exits (status 1) if the graceful stop has not finished by then.
     shutdown_timeout_seconds: float = 15.0
+    # DEBUG, INFO, WARNING or ERROR (--debug wins); text: one line per record, json: one JSON object per line
+    # (for Loki, Elasticsearch or a cloud logging agent).
     log_level: str = "INFO"
+    log_format: str = "text"
+    # Where a consumer group with no committed offset begins: earliest replays the input topic's history (and
+    # republishes its alerts), latest takes only new records (a first install beside a long-lived topic).
+    start_at: str = "earliest"
+    # Faust standby copies of the tables per partition: a rebalance then hands a partition to a worker that already
+    # holds its state instead of recovering it from the changelog. 0: none.
+    table_standby_replicas: int = 0
 
     detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
 
@@ -123,6 +132,14 @@ class Settings:
                 raise ConfigError(f"config key {key!r}: must be >= 0 (0: automatic), got {getattr(self, key)!r}")
         if self.kafka_replication_factor and self.kafka_min_insync_replicas > self.kafka_replication_factor:
             raise ConfigError("config key 'kafka_min_insync_replicas': must not exceed kafka_replication_factor")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"config key 'log_level': must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"config key 'log_format': must be text or json, got {self.log_format!r}")
+        if self.start_at not in ("earliest", "latest"):
+            raise ConfigError(f"config key 'start_at': must be earliest or latest, got {self.start_at!r}")
+        if self.table_standby_replicas < 0:
+            raise ConfigError("config key 'table_standby_replicas': must be >= 0")
         if self.long_window_seconds % self.window_seconds:
             raise ConfigError("config key 'long_window_seconds': must be a multiple of window_seconds")
         for key in ("model_reload_seconds", "model_shadow_records", "feedback_recent_ids"):

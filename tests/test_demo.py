@@ -64,3 +64,29 @@ def _processes():
                 yield int(entry.name), (entry / "cmdline").read_bytes(), (entry / "environ").read_bytes()
             except OSError:
                 continue
+
+
+def _alert(state, terms, example):
+    return {"alert_id": "a1", "topic": "apple", "state": state, "severity": "warning", "window_start": "10:00",
+            "window_end": "10:01", "total": 90, "negative": 60, "negative_ratio": 0.67, "baseline_ratio": 0.2,
+            "score": 0.97, "top_terms": terms, "examples": [{"id": "t1", "text": example}]}
+
+
+def test_alert_details_stay_on_screen_below_the_live_table():
+    """On a terminal the table is redrawn every second; the alerts' terms and examples are part of every redraw,
+    under the table, instead of being printed once and cleared a second later (the resolved one at once)."""
+    from sentiwatch.tools.demo_stream import screen_text
+
+    status = {"records_processed": 500, "topics": {"apple": {"latest_closed_window": {
+        "total": 90, "negative": 60, "baseline_ratio": 0.2, "score": 0.97, "active": True}}}}
+    alerts = [_alert("open", ["battery", "recall"], "my iphone battery died again"),
+              _alert("resolved", ["recall"], "still waiting for the recall")]
+    for _ in range(3):  # three refreshes later the details are still there
+        screen = screen_text(status, 1000, alerts)
+    table_end = screen.index("apple ")
+    assert screen.index("*** ALERT OPEN") > table_end and screen.index("*** ALERT RESOLVED") > table_end
+    assert "top terms: battery, recall" in screen and "my iphone battery died again" in screen
+    assert "still waiting for the recall" in screen
+    many = screen_text(status, 1000, alerts * 5, keep_alerts=4)
+    assert many.count("*** ALERT") == 4 and "latest 4 of 10" in many
+    assert "*** ALERT" not in screen_text(status, 1000, [])

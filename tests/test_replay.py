@@ -53,3 +53,33 @@ def test_bad_rate_is_refused():
     result = subprocess.run([sys.executable, "-m", "sentiwatch.cli", "replay", "--topic", "x", "--rate", "0"],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "--rate" in result.stderr
+
+
+def test_unreachable_broker_is_a_clear_error_within_ten_seconds():
+    """No broker at the address: one line naming it, status 1, within the default 10 s (it was silent for 31 s).
+    JSON logs and the log level apply to the progress line before it."""
+    import os
+    import time
+
+    from sentiwatch.cli import build_parser
+    from sentiwatch.streamer.kafka.broker import free_port
+
+    assert build_parser().parse_args(["replay", "--topic", "t"]).connect_timeout == 10.0
+    brokers = f"127.0.0.1:{free_port()}"  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIWATCH_")}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "sentiwatch.cli", "replay", "--topic", "t", "--brokers", brokers],
+                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+                            env={**env, "SENTIWATCH_LOG_FORMAT": "json"})
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    *logs, error = result.stderr.strip().splitlines()
+    assert error.startswith("sentiwatch replay: error: cannot reach Kafka at " + brokers)
+    assert any(json.loads(line)["message"].startswith(f"connecting to Kafka at {brokers}") for line in logs)
+    assert elapsed < 20, f"{elapsed:.1f} s"  # 10 s of trying plus the interpreter's start, on a loaded machine
+
+    quiet = subprocess.run([sys.executable, "-m", "sentiwatch.cli", "replay", "--topic", "t", "--brokers", brokers,
+                            "--connect-timeout", "1"], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+                           env={**env, "SENTIWATCH_LOG_LEVEL": "WARNING"})
+    assert quiet.returncode == 1 and "connecting to Kafka" not in quiet.stderr
+    assert len(quiet.stderr.strip().splitlines()) == 1, quiet.stderr

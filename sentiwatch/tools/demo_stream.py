@@ -33,6 +33,9 @@ from sentiwatch.streamer.scoring.topics import Watchlist
 
 log = logging.getLogger(__name__)
 
+# Alert events kept in full under the live table on a terminal (the demo's surge opens, updates and resolves).
+ALERTS_ON_SCREEN = 6
+
 # Subjects of the built-in tweets, as a user would configure them (case-insensitive whole words).
 DEMO_WATCHLIST: dict[str, list[str]] = {
     "airlines": ["united", "delta", "jetblue", "southwestair", "usairways", "americanair", "virginamerica",
@@ -176,22 +179,23 @@ async def _replay_and_watch(settings: Settings, records: list[dict[str, Any]], p
                 raise producer_task.exception()
             status = await asyncio.to_thread(_get_json, base_url + "/status")
             if status is not None and (time.monotonic() - rendered_at >= render_every or len(alerts) > shown):
-                _render(status, len(records))
+                _render(status, len(records), alerts)
                 rendered_at = time.monotonic()
-            for alert in alerts[shown:]:
-                _print_alert(alert)
+            if not sys.stdout.isatty():  # a terminal shows the alerts under the table (see _render)
+                for alert in alerts[shown:]:
+                    print("\n" + alert_text(alert), flush=True)
             shown = len(alerts)
             if until == "alert-resolved" and any(a["state"] == "resolved" and a["topic"] == plan.surge_topic
                                                  for a in alerts):
                 if status is not None:
-                    _render(status, len(records))
+                    _render(status, len(records), alerts)
                 opened = sorted({a["topic"] for a in alerts if a["state"] == "open"})
                 print(f"\ndemo finished: the {plan.surge_topic!r} surge opened and resolved one alert "
                       f"(alerts opened for: {', '.join(opened)})", flush=True)
                 return 0
             if (until == "stream-done" and status is not None and status.get("topics")
                     and status.get("records_processed", 0) >= len(records)):
-                _render(status, len(records))
+                _render(status, len(records), alerts)
                 print(f"\ndemo finished: {len(records)} records scored", flush=True)
                 return 0
             await asyncio.sleep(1.0)
@@ -220,7 +224,8 @@ async def _collect_alerts(settings: Settings, alerts: list[dict[str, Any]]) -> N
         await consumer.stop()
 
 
-def _render(status: dict[str, Any], total_records: int) -> None:
+def table_text(status: dict[str, Any], total_records: int) -> str:
+    """The live table: the latest closed window of every topic."""
     rows = []
     for topic, info in sorted(status.get("topics", {}).items()):
         latest = info.get("latest_closed_window") or {}
@@ -231,23 +236,39 @@ def _render(status: dict[str, Any], total_records: int) -> None:
                     f"  {'ALERT' if latest.get('active') else ''}")
     header = (f"scored {status.get('records_processed', 0)}/{total_records}   latest closed window per topic:\n"
               f"  {'topic':<20} {'texts':>6} {'neg.share':>8} {'baseline':>9} {'spike':>6}")
-    text = header + "\n" + "\n".join(rows)
+    return header + "\n" + "\n".join(rows)
+
+
+def screen_text(status: dict[str, Any], total_records: int, alerts: Sequence[dict[str, Any]],
+                keep_alerts: int = ALERTS_ON_SCREEN) -> str:
+    """What a terminal shows: the table, and below it the latest alert events in full (terms and examples), so they
+    stay readable while the table refreshes every second instead of being cleared with it."""
+    text = table_text(status, total_records)
+    if alerts:
+        recent = alerts[-keep_alerts:]
+        earlier = len(alerts) - len(recent)
+        text += "\n\nalert events" + (f" (latest {len(recent)} of {len(alerts)})" if earlier else "") + ":"
+        text += "".join("\n" + alert_text(alert) for alert in recent)
+    return text
+
+
+def _render(status: dict[str, Any], total_records: int, alerts: Sequence[dict[str, Any]]) -> None:
     if sys.stdout.isatty():
-        sys.stdout.write("\x1b[2J\x1b[H" + text + "\n")
+        sys.stdout.write("\x1b[2J\x1b[H" + screen_text(status, total_records, alerts) + "\n")
     else:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(table_text(status, total_records) + "\n")
     sys.stdout.flush()
 
 
-def _print_alert(alert: dict[str, Any]) -> None:
-    print(f"\n*** ALERT {alert['state'].upper()} [{alert.get('severity')}] topic={alert['topic']} "
-          f"window {alert['window_start']}..{alert['window_end']}: negative {alert['negative']}/{alert['total']} "
-          f"({alert['negative_ratio']:.0%}) vs baseline {alert['baseline_ratio']:.0%}, score {alert['score']:.2f}",
-          flush=True)
+def alert_text(alert: dict[str, Any]) -> str:
+    lines = [f"*** ALERT {alert['state'].upper()} [{alert.get('severity')}] topic={alert['topic']} "
+             f"window {alert['window_start']}..{alert['window_end']}: negative {alert['negative']}/{alert['total']} "
+             f"({alert['negative_ratio']:.0%}) vs baseline {alert['baseline_ratio']:.0%}, score {alert['score']:.2f}"]
     if alert.get("top_terms"):
-        print(f"    top terms: {', '.join(alert['top_terms'])}", flush=True)
+        lines.append(f"    top terms: {', '.join(alert['top_terms'])}")
     for example in alert.get("examples", [])[:3]:
-        print(f"    e.g. [{example['id']}] {example['text'][:120]}", flush=True)
+        lines.append(f"    e.g. [{example['id']}] {example['text'][:120]}")
+    return "\n".join(lines)
 
 
 def _pct(value: float | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sentiwatch.config import Settings, load_settings
-from sentiwatch.errors import DataError
+from sentiwatch.errors import DataError, SentiwatchError
 from sentiwatch.streamer.kafka.connection import aiokafka_options, ensure_topics
 from sentiwatch.textio import file_format, read_rows
 
@@ -35,7 +36,11 @@ def replay_command(args: argparse.Namespace) -> int:
     records = list(file_records(Path(args.input), skipped) if args.input else builtin_records())
     for problem in skipped[:5]:
         log.warning("skipped %s", problem)
-    sent = asyncio.run(produce(settings, args.topic, records, rate=args.rate, progress=True))
+    if args.connect_timeout <= 0:
+        raise DataError(f"--connect-timeout must be > 0, got {args.connect_timeout}")
+    log.info("connecting to Kafka at %s (giving up after %.0f s)", settings.brokers, args.connect_timeout)
+    sent = asyncio.run(produce(settings, args.topic, records, rate=args.rate, progress=True,
+                               connect_timeout=args.connect_timeout))
     log.info("replayed %d records into %s at %s%s", sent, args.topic, settings.brokers,
              f" ({len(skipped)} unreadable CSV rows skipped)" if skipped else "")
     return 0
@@ -81,13 +86,24 @@ def _key_of(line: bytes) -> bytes | None:
 
 
 async def produce(settings: Settings, topic: str, records: Iterable[KeyedRecord], rate: float | None = None,
-                  progress: bool = False, timestamps: Iterable[float] | None = None) -> int:
-    """Send records in order (paced to `rate` per second when given); returns how many were acknowledged."""
+                  progress: bool = False, timestamps: Iterable[float] | None = None,
+                  connect_timeout: float | None = None) -> int:
+    """Send records in order (paced to `rate` per second when given); returns how many were acknowledged.
+
+    `connect_timeout` bounds the wait for the brokers (default: kafka_connect_timeout_seconds, meant for a worker
+    that may start before Kafka); a person running replay wants to hear within seconds that nothing answers."""
     from aiokafka import AIOKafkaProducer
     from tqdm import tqdm
 
     records = list(records)
-    await ensure_topics(settings, [topic])
+    if connect_timeout is None:
+        await ensure_topics(settings, [topic])
+    else:
+        bounded = dataclasses.replace(settings, kafka_connect_timeout_seconds=connect_timeout)
+        try:
+            await asyncio.wait_for(ensure_topics(bounded, [topic]), timeout=connect_timeout)
+        except TimeoutError:
+            raise SentiwatchError(f"cannot reach Kafka at {settings.brokers} within {connect_timeout:.0f} s") from None
     producer = AIOKafkaProducer(**aiokafka_options(settings), linger_ms=5, max_request_size=4 * 1024 * 1024)
     await producer.start()
     bar = tqdm(total=len(records), unit="rec", disable=not progress, file=sys.stderr, mininterval=0.5)
