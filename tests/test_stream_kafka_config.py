@@ -58,3 +58,49 @@ def test_password_from_environment():
 def test_bad_security_settings_name_the_key(env, key):
     with pytest.raises(ConfigError, match=key):
         security_from_settings(load_settings(environ=env))
+
+
+def test_replication_and_fetch_wait_follow_the_cluster_unless_set():
+    """Issue 13, items 6 and 7: topics used to be created with one replica on any cluster, and the 100 ms fetch
+    wait the embedded broker needs shipped to production."""
+    from sentiwatch.streamer.kafka.connection import Cluster, for_cluster, topic_configs
+
+    auto = load_settings(environ={})
+    three = for_cluster(auto, Cluster("prod-cluster", 3))
+    assert (three.kafka_replication_factor, three.kafka_min_insync_replicas, three.kafka_fetch_max_wait_ms) == (3, 2,
+                                                                                                                500)
+    assert topic_configs(three) == {"min.insync.replicas": "2"}
+    six = for_cluster(auto, Cluster("big", 6))
+    assert (six.kafka_replication_factor, six.kafka_min_insync_replicas) == (3, 2)
+    embedded = for_cluster(auto, Cluster("tansu_cluster", 1))
+    assert (embedded.kafka_replication_factor, embedded.kafka_min_insync_replicas,
+            embedded.kafka_fetch_max_wait_ms) == (1, 1, 100)
+    explicit = load_settings(environ={"SENTIWATCH_KAFKA_REPLICATION_FACTOR": "2",
+                                      "SENTIWATCH_KAFKA_MIN_INSYNC_REPLICAS": "2",
+                                      "SENTIWATCH_KAFKA_FETCH_MAX_WAIT_MS": "250"})
+    resolved = for_cluster(explicit, Cluster("prod-cluster", 3))
+    assert (resolved.kafka_replication_factor, resolved.kafka_min_insync_replicas,
+            resolved.kafka_fetch_max_wait_ms) == (2, 2, 250)
+    with pytest.raises(ConfigError, match="'kafka_replication_factor': 3 replicas but the cluster"):
+        for_cluster(load_settings(environ={"SENTIWATCH_KAFKA_REPLICATION_FACTOR": "3"}), Cluster("tansu_cluster", 1))
+    with pytest.raises(ConfigError, match="'kafka_min_insync_replicas'"):
+        load_settings(environ={"SENTIWATCH_KAFKA_REPLICATION_FACTOR": "2", "SENTIWATCH_KAFKA_MIN_INSYNC_REPLICAS": "3"})
+    with pytest.raises(ConfigError, match="'kafka_fetch_max_wait_ms'"):
+        load_settings(environ={"SENTIWATCH_KAFKA_FETCH_MAX_WAIT_MS": "-1"})
+
+
+@pytest.mark.integration
+def test_topics_are_created_as_the_embedded_cluster_allows():
+    import asyncio
+
+    from sentiwatch.streamer.kafka.connection import describe_cluster, ensure_topics
+    from tests.streaming_helpers import running_broker
+
+    with running_broker() as brokers:
+        settings = load_settings(environ={"SENTIWATCH_BROKERS": brokers})
+        cluster = asyncio.run(describe_cluster(settings))
+        assert cluster.embedded and cluster.brokers == 1
+        assert asyncio.run(ensure_topics(settings, ["rf.a", "rf.b"])) == {"rf.a": 4, "rf.b": 4}
+        refused = load_settings(environ={"SENTIWATCH_BROKERS": brokers, "SENTIWATCH_KAFKA_REPLICATION_FACTOR": "3"})
+        with pytest.raises(ConfigError, match="kafka_replication_factor"):
+            asyncio.run(ensure_topics(refused, ["rf.c"]))

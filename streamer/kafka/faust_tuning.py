@@ -1,11 +1,12 @@
-"""Two changes to Faust's Kafka consumer (faust-streaming 0.15.3, pinned).
+"""Two changes to Faust's Kafka consumer, leaning on private internals of faust-streaming 0.15.3 and aiokafka
+0.14.0: `check_versions` refuses any other version at start.
 
-1. How long a fetch may wait at the broker for new records. Faust hard-codes `fetch_max_wait_ms=1500`.
-   The embedded broker (Tansu) parks a fetch that finds no data for that whole time and does not wake
-   it when data arrives (measured: a record produced into an idle topic is seen after the rest of the
-   wait, 0.38 s with 500 ms and up to 1.5 s with 1500 ms, but after 0.01 s with 100 ms). On a real
-   Kafka the value only bounds an idle long-poll, so a short wait costs a few idle fetch requests per
-   second and nothing else.
+1. How long a fetch may wait at the broker for new records (`kafka_fetch_max_wait_ms`). Faust hard-codes
+   `fetch_max_wait_ms=1500`. The embedded broker (Tansu) parks a fetch that finds no data for that whole
+   time and does not wake it when data arrives (measured: a record produced into an idle topic is seen
+   after the rest of the wait, 0.38 s with 500 ms and up to 1.5 s with 1500 ms, but after 0.01 s with
+   100 ms), so 100 ms there; on a real Kafka the value only bounds an idle long-poll, so aiokafka's default
+   (streamer/kafka/connection.py, `for_cluster`).
 
 2. Records fetched before a seek are not handed on after it. After a rebalance Faust resumes the flow
    of records and only then seeks each partition back to its committed offset, while its drain loop
@@ -18,28 +19,47 @@
    (128 offsets, the stream buffer, on each partition); the session-2 code showed the same gaps. With
    this change: 0 lost and no gap in 8 of 8 runs. Dropping those stale records is safe only for the
    partitions the seek moved (aiokafka leaves one with no committed offset where it is), so records
-   wait while a seek runs, and only then is it known which partitions are stale.
+   wait while a seek runs, and only then is it known which partitions are stale. No fetch begins while a
+   seek runs either: one issued after aiokafka's seek but before the seek ended would return records from
+   the new position that would then be taken for stale and dropped (docs/reliability.md has the sequence).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
-FETCH_MAX_WAIT_MS = 100
+from sentiwatch.errors import SentiwatchError
+from sentiwatch.streamer.kafka.connection import EMBEDDED_FETCH_MAX_WAIT_MS
+
+# The versions whose internals the classes below were written against (and tested with).
+WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+
+def check_versions(installed: Mapping[str, str] | None = None) -> None:
+    """Raise SentiwatchError (one line) unless the installed faust-streaming and aiokafka are WRITTEN_FOR."""
+    if installed is None:
+        installed = {name: importlib.metadata.version(name) for name in WRITTEN_FOR}
+    wrong = [f"{name} {installed.get(name)}" for name, version in WRITTEN_FOR.items() if installed.get(name) != version]
+    if wrong:
+        wanted = " and ".join(f"{name} {version}" for name, version in WRITTEN_FOR.items())
+        raise SentiwatchError(f"installed {', '.join(wrong)}, but streamer/kafka/faust_tuning.py changes private "
+                              f"internals of {wanted} and was written for exactly those; install them (the 'serve' "
+                              "extra pins them)")
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # Read by AIOKafkaConsumer.start() when it builds its fetcher; set before the consumer starts.
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        consumer._fetch_max_wait_ms = self.consumer.fetch_max_wait_ms
         return consumer
 
 
@@ -52,12 +72,14 @@ class SeekEpochs:
         self._counter = itertools.count(1)
         self.current = 0
         self._last_seek: dict[Any, int] = {}
+        self._seeking = 0  # seeks begun and not ended: they may overlap (a rebalance's and a stream's seek)
         self._settled = asyncio.Event()
         self._settled.set()
         self.read_offset_after_seek: dict[Any, int | None] = {}
 
     def begin(self) -> None:
         self.current = next(self._counter)
+        self._seeking += 1
         self._settled.clear()
 
     def end(self, moved: dict[Any, int | None]) -> None:
@@ -66,7 +88,9 @@ class SeekEpochs:
         for partition, read_offset in moved.items():
             self._last_seek[partition] = epoch
             self.read_offset_after_seek[partition] = read_offset
-        self._settled.set()
+        self._seeking -= 1
+        if not self._seeking:  # settled only when the last of overlapping seeks has ended
+            self._settled.set()
 
     async def settled(self) -> None:
         await self._settled.wait()
@@ -75,7 +99,29 @@ class SeekEpochs:
         return self._last_seek.get(partition, 0) > fetch_started_at
 
 
+async def fresh_records(epochs: SeekEpochs, fetch: Callable[[], AsyncIterator[tuple[Any, Any]]],
+                        read_offsets: MutableMapping[Any, int | None]) -> AsyncIterator[tuple[Any, Any]]:
+    """The records of one fetch (`fetch()`, issued at its first iteration) less those made stale by a seek.
+    `read_offsets` is the drain loop's read offset per partition (Faust's `Consumer._read_offset`)."""
+    # No fetch begins while a seek runs: it could read either position, and its records would be taken for stale.
+    await epochs.settled()
+    fetch_started_at = epochs.current
+    async for partition, message in fetch():
+        # While a seek runs it is not yet known which partitions it moves: wait for it to end.
+        await epochs.settled()
+        if epochs.stale(partition, fetch_started_at):
+            continue  # fetched from before the seek moved this partition; fetched again from there
+        yield partition, message
+        # The drain loop has handed the record on and set its read offset. If a seek came meanwhile, that
+        # offset is from before it and would make the drain loop drop the records fetched again: undo it.
+        await epochs.settled()
+        if epochs.stale(partition, fetch_started_at):
+            read_offsets[partition] = epochs.read_offset_after_seek.get(partition)
+
+
 class _Consumer(faust_aiokafka.Consumer):
+    fetch_max_wait_ms = 1500  # Faust's own; `use_tuned_consumer` makes a subclass with the configured one
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._seek_epochs = SeekEpochs()
@@ -104,23 +150,15 @@ class _Consumer(faust_aiokafka.Consumer):
             self._seek_epochs.end(moved)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        fetch_started_at = self._seek_epochs.current
-        async for partition, message in super().getmany(timeout):
-            # While a seek runs it is not yet known which partitions it moves: wait for it to end.
-            await self._seek_epochs.settled()
-            if self._seek_epochs.stale(partition, fetch_started_at):
-                continue  # fetched from before the seek moved this partition; fetched again from there
+        fetch = super().getmany
+        async for partition, message in fresh_records(self._seek_epochs, lambda: fetch(timeout), self._read_offset):
             yield partition, message
-            # The drain loop has handed the record on and set its read offset. If a seek came meanwhile, that
-            # offset is from before it and would make the drain loop drop the records fetched again: undo it.
-            await self._seek_epochs.settled()
-            if self._seek_epochs.stale(partition, fetch_started_at):
-                self._read_offset[partition] = self._seek_epochs.read_offset_after_seek.get(partition)
 
 
-def use_tuned_consumer(app: faust.App) -> None:
-    """Give the app the consumer above (call before it starts)."""
+def use_tuned_consumer(app: faust.App, fetch_max_wait_ms: int = EMBEDDED_FETCH_MAX_WAIT_MS) -> None:
+    """Give the app the consumer above (call before it starts); refuses library versions it was not written for."""
+    check_versions()
     transport = app.transport
     if not isinstance(transport, faust_aiokafka.Transport):
         raise TypeError(f"expected Faust's aiokafka transport, got {type(transport).__name__}")
-    transport.Consumer = _Consumer
+    transport.Consumer = type("TunedConsumer", (_Consumer,), {"fetch_max_wait_ms": fetch_max_wait_ms})
