@@ -39,6 +39,7 @@ class Settings:
     alerts_topic: str = "sentiwatch.alerts"
     dlq_topic: str = "sentiwatch.dlq"
     feedback_topic: str = "sentiwatch.feedback"  # analysts' labels in (streamer/quality/feedback.py)
+    review_topic: str = "sentiwatch.review"  # records worth labelling out (streamer/quality/review.py)
     consumer_group: str = "sentiwatch"
     topic_partitions: int = 4
     # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; credentials only from the environment or files.
@@ -80,6 +81,13 @@ class Settings:
     feedback_recent_ids: int = 100_000
     # Scored records the live drift gauges are computed over (the latest ones; streamer/quality/drift.py).
     drift_window_records: int = 2000
+    # Records a minute sent to review_topic (0: off; they carry texts out of the worker, so off by default), and
+    # the top probability under which a record counts as low-confidence there.
+    review_per_minute: float = 0.0
+    review_confidence_below: float = 0.5
+    # Dead-letter (reason uncovered_language) a text in a language the bundle's manifest does not list, instead of
+    # scoring it; either way it is counted (streamer/quality/languages.py).
+    dead_letter_uncovered_languages: bool = False
 
     # Worker
     web_host: str = "127.0.0.1"
@@ -142,7 +150,9 @@ class Settings:
             raise ConfigError("config key 'table_standby_replicas': must be >= 0")
         if self.long_window_seconds % self.window_seconds:
             raise ConfigError("config key 'long_window_seconds': must be a multiple of window_seconds")
-        for key in ("model_reload_seconds", "model_shadow_records", "feedback_recent_ids"):
+        if not 0.0 <= self.review_confidence_below <= 1.0:
+            raise ConfigError("config key 'review_confidence_below': must be within 0..1")
+        for key in ("model_reload_seconds", "model_shadow_records", "feedback_recent_ids", "review_per_minute"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key {key!r}: must be >= 0 (0: off), got {getattr(self, key)!r}")
         if self.drift_window_records < 100:
