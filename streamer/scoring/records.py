@@ -31,8 +31,12 @@ SCORING_FAILED = "scoring_failed"
 EXTRA_FIELDS_TOO_LARGE = "extra_fields_too_large"
 # The scored record was refused by the producer or the broker as too large (scoring/delivery.py).
 SCORED_TOO_LARGE = "scored_too_large"
+# A JSON object with the same key twice: parsers disagree on which value wins (Python's json keeps the last,
+# others the first or fail), so the record would mean different things to different readers.
+DUPLICATE_KEY = "duplicate_key"
 REASONS: tuple[str, ...] = (NOT_UTF8, NOT_JSON, NOT_OBJECT, MISSING_ID, MISSING_TEXT, EMPTY_TEXT, WRONG_TYPE,
-                            TEXT_TOO_LONG, BAD_TIMESTAMP, SCORING_FAILED, EXTRA_FIELDS_TOO_LARGE, SCORED_TOO_LARGE)
+                            TEXT_TOO_LONG, BAD_TIMESTAMP, SCORING_FAILED, EXTRA_FIELDS_TOO_LARGE, SCORED_TOO_LARGE,
+                            DUPLICATE_KEY)
 
 # Optional contract fields and the JSON types they may have; anything else a producer adds is passed through.
 _OPTIONAL_STRINGS = ("topic", "source", "lang")
@@ -68,7 +72,9 @@ def validate(raw: bytes | None, kafka_timestamp: float, max_text_bytes: int,
     except UnicodeDecodeError as exc:
         return Rejected(NOT_UTF8, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
     try:
-        value = json.loads(decoded)
+        value = json.loads(decoded, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        return Rejected(DUPLICATE_KEY, f"a JSON object has the key {str(exc)[:40]!r} more than once")
     except (json.JSONDecodeError, RecursionError) as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
         return Rejected(NOT_JSON, f"invalid JSON: {detail}")
@@ -79,6 +85,21 @@ def validate(raw: bytes | None, kafka_timestamp: float, max_text_bytes: int,
     if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
         return Rejected(NOT_UTF8, "a \\u escape in the JSON is a lone surrogate, which is not valid Unicode")
     return validate_fields(value, kafka_timestamp, max_text_bytes, max_extra_fields_bytes)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return value
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
