@@ -24,7 +24,7 @@ DASHBOARDS = REPO_ROOT / "deploy" / "grafana" / "dashboards"
 PRODUCTION_VALUES = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text())
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema bundled.
 KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
-CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject", "TriggerAuthentication"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject", "TriggerAuthentication", "KafkaTopic", "KafkaUser"}
 # Settings the chart sets from its own values (environment wins over the config file); `config` must refuse them.
 CHART_MANAGED_SETTINGS = {
     "brokers", "bundle", "web_host", "web_port", "kafka_security_protocol", "kafka_sasl_mechanism",
@@ -189,8 +189,8 @@ def test_mutual_tls_mounts_client_certificate_and_key() -> None:
     pod = _pod(render({"kafka": {"securityProtocol": "SSL", "tls": tls}}))
     env = _env(pod["containers"][0])
     assert "SENTIWATCH_KAFKA_SASL_USERNAME" not in env
-    (volume,) = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "kafka-user-tls"]
-    paths = {item["key"]: item["path"] for item in volume["secret"]["items"]}
+    secrets = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "kafka-user-tls"]
+    paths = {item["key"]: item["path"] for volume in secrets for item in volume["secret"]["items"]}
     assert paths == {"ca.crt": "ca.crt", "user.crt": "tls.crt", "user.key": "tls.key"}
     assert env["SENTIWATCH_KAFKA_SSL_CERTFILE"].endswith("/tls.crt")
     assert env["SENTIWATCH_KAFKA_SSL_KEYFILE"].endswith("/tls.key")

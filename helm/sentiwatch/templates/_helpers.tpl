@@ -140,6 +140,35 @@ group and input topic, dashboard links use this release's uids, and prometheusRu
 {{- toYaml $groups -}}
 {{- end -}}
 
+{{/* The Strimzi KafkaUser's name, which is also the SASL username and the name of the Secret Strimzi writes. */}}
+{{- define "sentiwatch.kafkaUser" -}}
+{{- .Values.strimzi.user.name | default (include "sentiwatch.fullname" .) -}}
+{{- end -}}
+
+{{/* Where the Kafka credentials come from, as JSON (fromJson it): the kafka.* values, else what Strimzi writes for
+strimzi.user (a Secret named like the KafkaUser: `password` for SCRAM, `user.crt`/`user.key` for TLS; the username is
+the KafkaUser's name) and strimzi.cluster (the cluster CA in <cluster>-cluster-ca-cert, key ca.crt). */}}
+{{- define "sentiwatch.kafkaAuth" -}}
+{{- $k := .Values.kafka -}}
+{{- $s := .Values.strimzi -}}
+{{- $user := include "sentiwatch.kafkaUser" . -}}
+{{- $scram := and $s.user.enabled (hasPrefix "scram" $s.user.authentication) -}}
+{{- $mtls := and $s.user.enabled (eq $s.user.authentication "tls") -}}
+{{- $strimziCa := and $s.cluster (or $s.user.enabled $s.topics.enabled) | empty | not -}}
+{{- $certSecret := $k.tls.clientCertSecret | default (ternary $user "" $mtls) -}}
+{{- if and (not $certSecret) $k.tls.certKey -}}{{- $certSecret = $k.tls.existingSecret -}}{{- end -}}
+{{- toJson (dict
+  "saslSecret" ($k.sasl.existingSecret | default (ternary $user "" $scram))
+  "username" ($k.sasl.username | default (ternary $user "" $scram))
+  "usernameKey" $k.sasl.usernameKey
+  "passwordKey" $k.sasl.passwordKey
+  "caSecret" ($k.tls.existingSecret | default (ternary (printf "%s-cluster-ca-cert" $s.cluster) "" $strimziCa))
+  "caKey" $k.tls.caKey
+  "certSecret" $certSecret
+  "certKey" ($k.tls.certKey | default (ternary "user.crt" "" $mtls))
+  "keyKey" ($k.tls.keyKey | default (ternary "user.key" "" $mtls))) -}}
+{{- end -}}
+
 {{- define "sentiwatch.saslEnabled" -}}
 {{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}true{{ end -}}
 {{- end -}}
