@@ -27,8 +27,9 @@ from sentiwatch.streamer.kafka.faust_tuning import use_tuned_consumer
 from sentiwatch.streamer.ops.lag import LAG_INTERVAL_SECONDS, LagMeter
 from sentiwatch.streamer.ops.metrics import WorkerMetrics
 from sentiwatch.streamer.ops.status import Progress, status_document
-from sentiwatch.streamer.quality.feedback import FeedbackMetrics, RecentLabels
-from sentiwatch.streamer.quality.feedback_agent import FeedbackAgent, remember_labels
+from sentiwatch.streamer.quality.feedback import FeedbackMetrics
+from sentiwatch.streamer.quality.feedback_agent import FeedbackAgent
+from sentiwatch.streamer.quality.live import LiveQuality
 from sentiwatch.streamer.scoring.agent import ScoreAgent
 from sentiwatch.streamer.scoring.stage import Scorer
 from sentiwatch.streamer.scoring.topics import TopicCap
@@ -61,6 +62,7 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     scored = app.topic(settings.scored_topic, partitions=partitions)
     alerts = app.topic(settings.alerts_topic, partitions=partitions)
     feedback = app.topic(settings.feedback_topic, partitions=partitions)
+    review = app.topic(settings.review_topic, partitions=partitions)
 
     # Its tables: bytes keys are serialized raw, the same bytes as the scored record's key, so the same partition.
     table_options: dict[str, Any] = {"partitions": partitions, "use_partitioner": True, "key_type": bytes}
@@ -74,11 +76,12 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     progress = Progress(settings.liveness_stall_seconds)
     topic_cap = TopicCap(settings.topic_cap, preferred=settings.watchlist)
     # The model in use: a new bundle at the bundle path is switched to between two batches (inference/reload.py).
-    recent_labels = RecentLabels(settings.feedback_recent_ids)
+    # Each scored batch also feeds languages, drift, feedback's recent labels and review (quality/live.py).
+    quality = LiveQuality(settings, metrics.registry)
     slot, bundle_watcher = serving_slot(settings, scorer, model_info, topic_cap, metrics.model_info, metrics.registry,
-                                        observers=[remember_labels(recent_labels)])
+                                        after_batch=quality.after_batch)
     score_agent = ScoreAgent(app, settings, slot, metrics, progress)
-    feedback_agent = FeedbackAgent(app, settings, slot, recent_labels, FeedbackMetrics(metrics.registry),
+    feedback_agent = FeedbackAgent(app, settings, slot, quality.recent_labels, FeedbackMetrics(metrics.registry),
                                    feedback_table, lambda reason: metrics.dead_letters.labels(reason=reason).inc())
 
     def publish_alert(topic: str, event: dict[str, Any]) -> None:
@@ -108,6 +111,12 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
         async def watch_bundle() -> None:
             await asyncio.to_thread(bundle_watcher.check)  # loading a bundle takes seconds: off the event loop
 
+    if quality.review.enabled:
+        @app.timer(interval=1.0)
+        async def send_review() -> None:
+            for value in quality.take_review():
+                await review.send(value=value)
+
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: faust.App, revoked: set[Any], **_: Any) -> None:
         window_stage.forget_topics()
@@ -119,7 +128,8 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
 
     @app.page("/status")
     async def status_page(web: Any, request: Any) -> Any:
-        return web.json(status_document(model_info, progress, windows_table, status_table, window_stage.owned_topics))
+        document = status_document(model_info, progress, windows_table, status_table, window_stage.owned_topics)
+        return web.json({**document, "languages": quality.language_mix.snapshot()})
 
     @app.page("/healthz")
     async def health_page(web: Any, request: Any) -> Any:

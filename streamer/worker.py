@@ -41,7 +41,7 @@ def run_stream(settings: Settings) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     topics = [settings.input_topic, settings.scored_topic, settings.dlq_topic, settings.alerts_topic,
-              settings.feedback_topic]
+              settings.feedback_topic] + ([settings.review_topic] if settings.review_per_minute > 0 else [])
     partitions = loop.run_until_complete(ensure_topics(settings, topics))
     # Window state is partitioned like the scored topic (see sentiwatch.streamer.app); a mismatch would scatter it.
     if partitions.get(settings.scored_topic) != settings.topic_partitions:

@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +42,12 @@ SWITCHED = "switched"
 REFUSED = "refused"
 
 
+class AfterBatch(Protocol):
+    """What the slot hands each scored batch to (`streamer.quality.live.LiveQuality.after_batch`)."""
+
+    def __call__(self, model: LoadedModel, outcome: BatchOutcome, values: list[dict[str, Any]]) -> BatchOutcome: ...
+
+
 class BatchScoring(Protocol):
     """What the slot needs of a batch scorer (`sentiwatch.streamer.scoring.stage.BatchScorer`)."""
 
@@ -55,6 +61,7 @@ class LoadedModel:
     batch_scorer: BatchScoring
     scorer: Scorer
     info: dict[str, str]  # version, provider, precision
+    manifest: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the bundle's (drift reference, languages)
 
     @property
     def version(self) -> str:
@@ -111,17 +118,17 @@ class ModelSlot:
 
     Thread-safe: batches are scored on executor threads while the watcher switches from another.
     `on_switch(old_info, new_info)` is called after every switch (the app moves `sentiwatch_model_info`);
-    each of `observers(version, scored records)` sees every scored batch, on the scoring thread (feedback's
-    recent labels, the drift gauges), with the records decoded once for all of them.
+    `after_batch(model, outcome, decoded scored values)` sees every scored batch on the scoring thread and
+    returns the outcome to send (`streamer.quality.live`: feedback labels, languages, drift, review).
     """
 
     def __init__(self, current: LoadedModel, metrics: ReloadMetrics,
                  on_switch: Callable[[dict[str, str], dict[str, str]], None] | None = None,
-                 observers: Sequence[Callable[[str, list[dict[str, Any]]], None]] = ()) -> None:
+                 after_batch: AfterBatch | None = None) -> None:
         self._current = current
         self._metrics = metrics
         self._on_switch = on_switch
-        self._observers = tuple(observers)
+        self._after_batch = after_batch
         self._shadow: _Shadow | None = None
         self._lock = threading.Lock()
 
@@ -158,16 +165,13 @@ class ModelSlot:
         """Score one batch with the current model (and the shadow model beside it, while there is one)."""
         model, shadow = self._current, self._shadow
         outcome = model.batch_scorer.score(messages, now)
-        if (shadow is None and not self._observers) or not outcome.scored:
+        if (shadow is None and self._after_batch is None) or not outcome.scored:
             return outcome
         values = [json.loads(out.value) for out in outcome.scored]
-        for observe in self._observers:
-            try:
-                observe(model.version, values)
-            except Exception:  # watching the model must never cost a record
-                log.exception("observer %r failed on a scored batch", observe)
         if shadow is not None:
             self._shadow_score(shadow, values)
+        if self._after_batch is not None:
+            outcome = self._after_batch(model, outcome, values)
         return outcome
 
     def _shadow_score(self, shadow: _Shadow, values: list[dict[str, Any]]) -> None:
@@ -251,14 +255,13 @@ def bundle_loader(settings: Settings, cap: TopicCap) -> Callable[[str], LoadedMo
         from sentiwatch.streamer.inference.scorer import load_scorer
 
         scorer = load_scorer(path, settings.variant, settings.intra_op_threads)
-        return LoadedModel(BatchScorer(scorer, settings, cap), scorer, model_info(scorer))
+        return LoadedModel(BatchScorer(scorer, settings, cap), scorer, model_info(scorer), scorer.bundle.manifest)
 
     return load
 
 
 def serving_slot(settings: Settings, scorer: Scorer, shown: dict[str, str], cap: TopicCap, info: Gauge,
-                 registry: CollectorRegistry,
-                 observers: Sequence[Callable[[str, list[dict[str, Any]]], None]] = ()
+                 registry: CollectorRegistry, after_batch: AfterBatch | None = None
                  ) -> tuple[ModelSlot, BundleWatcher | None]:
     """The worker's slot for the scorer it started with, and the watcher of its bundle path (None when
     `model_reload_seconds` is 0). A switch moves `info` (sentiwatch_model_info) and updates `shown` in place,
@@ -272,8 +275,9 @@ def serving_slot(settings: Settings, scorer: Scorer, shown: dict[str, str], cap:
         shown.clear()
         shown.update(new)
 
-    first = LoadedModel(BatchScorer(scorer, settings, cap), scorer, dict(shown))
-    slot = ModelSlot(first, metrics, on_switch=show, observers=observers)
+    bundle = getattr(scorer, "bundle", None)
+    first = LoadedModel(BatchScorer(scorer, settings, cap), scorer, dict(shown), bundle.manifest if bundle else {})
+    slot = ModelSlot(first, metrics, on_switch=show, after_batch=after_batch)
     if settings.model_reload_seconds <= 0 or not settings.bundle:
         return slot, None
     return slot, BundleWatcher(settings.bundle, slot, bundle_loader(settings, cap), metrics,

@@ -47,8 +47,9 @@ class FeedbackAgent:
             if isinstance(checked, Rejected):
                 record = dead_letter(message.value, checked, message.topic, message.partition, message.offset,
                                      time.time())
-                await self.app.producer.send(self.settings.dlq_topic, None, json.dumps(record).encode("utf-8"),
-                                             None, None, None)
+                delivery = await self.app.producer.send(self.settings.dlq_topic, None,
+                                                        json.dumps(record).encode("utf-8"), None, None, None)
+                await delivery  # delivered before the event is acked (the end of this iteration)
                 self.count_dead(checked.reason)
                 continue
             await self.take(checked)
@@ -69,11 +70,3 @@ class FeedbackAgent:
         probs = scorer.predict([text]).sentiment_probs[0]
         return scorer.sentiment_labels[int(probs.argmax())]
 
-
-def remember_labels(recent: RecentLabels) -> Callable[[str, list[dict[str, Any]]], None]:
-    """A `ModelSlot` observer that fills `recent` with each scored record's id and sentiment label."""
-
-    def observe(version: str, values: list[dict[str, Any]]) -> None:
-        recent.remember([(value["id"], value["sentiment"]["label"]) for value in values])
-
-    return observe
