@@ -23,6 +23,7 @@ from tokenizers import Tokenizer
 
 from sentiwatch.errors import DataError, SentiwatchError
 from sentiwatch.exporter import graphs, manifest, parity
+from sentiwatch.exporter.drift_reference import add_drift_reference
 from sentiwatch.streamer.inference.bundle import MANIFEST, OUTPUT_NAMES, TOKENIZER
 from sentiwatch.streamer.inference.scorer import CPU, CUDA, load_scorer
 from sentiwatch.trainer.model import load_model
@@ -153,6 +154,8 @@ def export_bundle(model_dir: str | Path, out_dir: str | Path, precisions: Sequen
             rejected[name] = _rejection(variants.pop(name), missed)
             target.unlink(missing_ok=True)
         result = write()
+        # What the model's answers look like on these texts, for the worker's drift gauges (drift_reference.py).
+        result = add_drift_reference(bundle, reference, model.sentiment_labels, parity_set.source)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         shutil.move(str(bundle), out_dir)

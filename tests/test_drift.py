@@ -85,3 +85,29 @@ def test_observation_of_a_scored_record():
     assert observation(value, True) == Observation("neutral", 0.7, True, True)
     del value["truncated"]
     assert observation(value, False).truncated is False
+
+
+def test_export_writes_a_reference_the_served_model_matches(tiny_bundle_dir):
+    """The tiny bundle fixture goes through the real exporter: its manifest carries the reference, the bundle
+    still verifies, and the served model's answers on the same texts give (nearly) the same figures."""
+    from sentiwatch.exporter.export import validation_parity_set
+    from sentiwatch.streamer.inference.bundle import load_bundle
+    from sentiwatch.streamer.inference.scorer import load_scorer
+
+    bundle = load_bundle(tiny_bundle_dir)
+    reference = reference_from_manifest(bundle.manifest)
+    assert reference is not None and reference.texts == 64
+    assert sum(reference.distribution.values()) == pytest.approx(1.0)
+    assert set(reference.distribution) == set(bundle.sentiment_labels)
+    texts = validation_parity_set(limit=64).texts
+    registry = CollectorRegistry()
+    live = DriftMonitor(100, registry)
+    scorer = load_scorer(tiny_bundle_dir, variant="fp32")
+    prediction = scorer.predict(texts)
+    labels = scorer.sentiment_labels
+    figures = live.observe(scorer.version, bundle.manifest, [
+        Observation(labels[int(row.argmax())], float(row.max()), bool(cut), False)
+        for row, cut in zip(prediction.sentiment_probs, prediction.truncated, strict=True)])
+    assert figures.psi is not None and figures.psi < 0.01
+    assert figures.mean_top_probability == pytest.approx(reference.mean_top_probability, abs=0.01)
+    assert figures.truncated_share == pytest.approx(reference.truncated_share)
