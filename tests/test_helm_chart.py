@@ -386,3 +386,40 @@ def test_config_schema_lists_every_setting_the_chart_does_not_manage() -> None:
     assert not missing and not stale, (
         f"helm/sentiwatch/values.schema.json, properties.config.properties: add or fix {json.dumps(missing)}; "
         f"remove {stale}")
+
+
+# --- rollouts ------------------------------------------------------------------------------------------------
+
+def test_rollout_replaces_one_worker_at_a_time(default: Rendered) -> None:
+    spec = default.one("Deployment")["spec"]
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert spec["minReadySeconds"] > 0
+
+
+def test_autoscalers_scale_down_slowly_one_worker_at_a_time(production: Rendered) -> None:
+    hpa = render({"autoscaling": {"hpa": {"enabled": True}}}).one("HorizontalPodAutoscaler")
+    kubernetes_validate.validate(hpa, KUBE_VERSIONS[0], strict=True)
+    keda = production.one("ScaledObject")["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    for behavior in (hpa["spec"]["behavior"], keda):
+        down = behavior["scaleDown"]
+        assert down["stabilizationWindowSeconds"] >= 300
+        assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
+
+
+def test_default_install_uses_production_kafka_timeouts(default: Rendered, tmp_path: Path) -> None:
+    """The worker's own 6 s session timeout suits the embedded broker only; the chart's defaults say 30 s."""
+    config = next(c for c in default.kind("ConfigMap") if "sentiwatch.json" in c["data"])
+    (tmp_path / "sentiwatch.json").write_text(config["data"]["sentiwatch.json"])
+    settings = load_settings(tmp_path / "sentiwatch.json", environ={})
+    assert settings.kafka_session_timeout_seconds == 30 and settings.kafka_heartbeat_seconds == 3
+    assert Settings().kafka_session_timeout_seconds < 30
+
+
+def test_start_at_reaches_the_worker_and_keda() -> None:
+    rendered = render({**PRODUCTION_VALUES, "config": {**PRODUCTION_VALUES["config"], "start_at": "latest"}})
+    config = next(c for c in rendered.kind("ConfigMap") if "sentiwatch.json" in c["data"])
+    assert json.loads(config["data"]["sentiwatch.json"])["start_at"] == "latest"
+    (trigger,) = rendered.one("ScaledObject")["spec"]["triggers"]
+    assert trigger["metadata"]["offsetResetPolicy"] == "latest"
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.errors.HelmValuesError, match="start_at"):
+        chart.validate_schema({"config": {"start_at": "beginning"}})
