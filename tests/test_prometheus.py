@@ -18,6 +18,9 @@ CONTRACT_METRICS = {
     "sentiwatch_end_to_end_seconds", "sentiwatch_model_info",
     # exported by the worker in addition to the contract's
     "sentiwatch_consumer_lag", "sentiwatch_alerts_total",
+    # the drift watch (streamer/quality/drift.py)
+    "sentiwatch_drift_psi", "sentiwatch_drift_mean_top_probability", "sentiwatch_drift_reference_mean_top_probability",
+    "sentiwatch_drift_window_records",
 }
 REQUIRED_ALERTS = {"NegativeSentimentSpike", "NegativeSentimentRatioHigh", "ScoringStalled", "ConsumerLagHigh",
                    "DeadLettersRising", "SentiwatchWorkersDown"}
