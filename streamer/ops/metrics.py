@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 from sentiwatch.streamer.scoring.records import REASONS
 
@@ -22,6 +22,8 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_* (CPU seconds, resident memory, open files, start time): the SRE dashboard's per-pod panels.
+        ProcessCollector(registry=r)
         self.messages = Counter("sentiwatch_messages", "Scored records", ["topic", "sentiment"], registry=r)
         self.dead_letters = Counter("sentiwatch_dead_letters", "Records sent to the DLQ", ["reason"], registry=r)
         self.late_records = Counter("sentiwatch_late_records", "Records for an already closed window", registry=r)
