@@ -41,6 +41,7 @@ CONTRACT_METRICS = {
     "sentiwatch_model_info": "gauge",
     "sentiwatch_consumer_lag": "gauge",
     "sentiwatch_alerts_total": "counter",
+    "sentiwatch_rebalances_total": "counter",
 }
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 # Metric names in PromQL: sentiwatch_* series and sentiwatch:* recording rules (label names never start so).
@@ -120,7 +121,8 @@ def test_dashboards_cover_what_operators_need(dashboards: dict[str, dict[str, An
     for name, dashboard in dashboards.items():
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}
         assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-        assert {"topic", "instance"} <= variables.keys(), name
+        # One release at a time: two releases in one Prometheus never mix in a panel.
+        assert {"namespace", "job"} <= variables.keys(), name
         for panel in _panels(dashboard):
             if panel["type"] != "row":
                 assert panel["datasource"]["uid"] == "${datasource}", (name, panel["title"])
@@ -133,9 +135,54 @@ def test_dashboards_cover_what_operators_need(dashboards: dict[str, dict[str, An
                for a in topics["annotations"]["list"]), "alert annotations missing"
 
 
+def test_no_panel_repeats_per_topic(dashboards: dict[str, dict[str, Any]]) -> None:
+    """With the topic variable on All, a repeated panel became one panel per topic (200-400 at the topic cap): the
+    topic is a picker, and the top-N table finds the topics worth picking."""
+    for name, dashboard in dashboards.items():
+        assert not [p["title"] for p in _panels(dashboard) if p.get("repeat")], name
+    topic = next(v for v in dashboards["sentiwatch-topics"]["templating"]["list"] if v["name"] == "topic")
+    assert topic["includeAll"] is False
+    (top_table,) = [p for p in _panels(dashboards["sentiwatch-topics"]) if p["type"] == "table"]
+    assert "topk($top" in top_table["targets"][0]["expr"] and "sentiwatch_negative_baseline_ratio" in \
+        top_table["targets"][0]["expr"]
+
+
+def test_latest_window_share_is_the_windows_gauge_not_a_rate(dashboards: dict[str, dict[str, Any]]) -> None:
+    (panel,) = [p for p in _panels(dashboards["sentiwatch-topics"]) if p["title"] == "Negative share (latest window)"]
+    for target in panel["targets"]:
+        assert "sentiwatch_negative_ratio" in target["expr"]
+        assert not re.search(r"\b(rate|irate|increase)\(", target["expr"]), target["expr"]
+
+
+def test_every_query_is_scoped_to_the_selected_release(dashboards: dict[str, dict[str, Any]]) -> None:
+    """Two releases in one Prometheus: every sentiwatch series and every pod metric is filtered by the namespace and
+    job variables (pod metrics by the Deployment's pods, named after the job)."""
+    for name, dashboard in dashboards.items():
+        for where, expr in _queries(dashboard):
+            if where in ("variable 'namespace'", "variable 'job'"):
+                continue
+            for selector in re.findall(r"\b(?:sentiwatch[_:][a-z_:0-9]+|up|process_[a-z_]+|container_[a-z_]+|"
+                                       r"kube_[a-z_]+)(\{[^}]*\})?", expr):
+                assert 'namespace=~"$namespace"' in selector, (name, where, expr)
+                assert '$job' in selector, (name, where, expr)
+
+
+def test_sre_panels_show_the_pod_and_broker_view(dashboards: dict[str, dict[str, Any]]) -> None:
+    queries = " ".join(expr for _, expr in _queries(dashboards["sentiwatch-pipeline"]))
+    for needed in ("sentiwatch:broker_consumer_lag:sum", "sentiwatch:consumer_lag:sum",
+                   "container_cpu_usage_seconds_total", "container_cpu_cfs_throttled_periods_total",
+                   "container_memory_working_set_bytes",
+                   "kube_pod_container_status_restarts_total", "kube_deployment_spec_replicas",
+                   "kube_deployment_status_replicas_available", "kube_horizontalpodautoscaler_status_desired_replicas",
+                   "sentiwatch_rebalances_total", "process_cpu_seconds_total", "process_resident_memory_bytes",
+                   "up{"):
+        assert needed in queries, needed
+    assert "instance" not in queries  # a pod IP says nothing; pods are named
+
+
 # Grafana's built-in variables, replaced by values Prometheus accepts so that promtool can parse the query.
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$instance": ".*",
-                     "$topic": ".*"}
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$namespace": ".*",
+                     "$job": "sentiwatch", "$topic": ".*", "$pod": ".*", "$top": "10"}
 
 
 def promql_of(expr: str) -> str:

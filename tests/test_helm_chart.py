@@ -297,7 +297,22 @@ def test_dashboard_config_maps_are_the_dashboard_files(production: Rendered) -> 
         assert config_map["metadata"]["namespace"] == "monitoring"
         assert config_map["metadata"]["annotations"] == {"grafana_folder": "sentiwatch"}
         ((name, text),) = config_map["data"].items()
-        assert json.loads(text) == files[name]
+        rendered, original = json.loads(text), files[name]
+        # The release's own uid and title (two releases in one Grafana); everything else is the file.
+        assert rendered["uid"] == f"opinions-sentiwatch-prod-{name.removeprefix('sentiwatch-').removesuffix('.json')}"
+        assert rendered["title"] == original["title"].replace("sentiwatch —", "sentiwatch prod/opinions —")
+        assert {**rendered, "uid": original["uid"], "title": original["title"]} == original
+
+
+def test_two_releases_get_distinct_dashboard_uids() -> None:
+    def uids(name: str, namespace: str) -> set[str]:
+        maps = render({}, name=name, namespace=namespace).kind("ConfigMap")
+        return {json.loads(text)["uid"] for c in maps for key, text in c["data"].items()
+                if key.startswith("sentiwatch-") and key.endswith(".json")}
+
+    staging, production = uids("opinions", "staging"), uids("opinions", "prod")
+    assert len(staging) == 2 and not staging & production
+    assert all(len(uid) <= 40 for uid in uids("a-very-long-release-name-for-opinions", "a-long-namespace-name"))
 
 
 def test_keda_scales_on_consumer_lag_capped_at_partitions(production: Rendered) -> None:

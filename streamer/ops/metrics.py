@@ -49,6 +49,8 @@ class WorkerMetrics:
                                   registry=r)
         self._lag_partitions: set[int] = set()  # the partitions with a lag series (`set_consumer_lag`)
         self.alerts = Counter("sentiwatch_alerts", "Alert events published", ["topic", "state"], registry=r)
+        self.rebalances = Counter("sentiwatch_rebalances", "Consumer group rebalances this worker went through",
+                                  registry=r)
         for reason in REASONS:
             self.dead_letters.labels(reason=reason)  # export zeros so rate() and absent() behave from the start
 
