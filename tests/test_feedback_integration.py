@@ -21,8 +21,10 @@ OTHER = {"negative": "positive", "neutral": "negative", "positive": "neutral"}
 
 def test_feedback_counted_dead_lettered_and_exported(tiny_bundle_dir, tmp_path):
     with running_broker() as brokers:
+        # Review on, every record below the confidence bar: the picks leave at the bucket's rate (10 at once).
         worker = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "worker.log",
-                               env={"SENTIWATCH_BATCH_WITHIN_SECONDS": "0.05"})
+                               env={"SENTIWATCH_BATCH_WITHIN_SECONDS": "0.05", "SENTIWATCH_REVIEW_PER_MINUTE": "600",
+                                    "SENTIWATCH_REVIEW_CONFIDENCE_BELOW": "1.0"})
         try:
             worker.wait_ready()
             texts = [(None, json.dumps({"id": f"f{i}", "text": f"the bank's results {i} were a surprise"}).encode())
@@ -31,6 +33,9 @@ def test_feedback_counted_dead_lettered_and_exported(tiny_bundle_dir, tmp_path):
             scored = {v["id"]: v for v in (json.loads(r.value) for r in consume(brokers, "sentiwatch.scored", N))}
             assert len(scored) == N
             said = {record_id: value["sentiment"]["label"] for record_id, value in scored.items()}
+            review = [json.loads(r.value) for r in consume(brokers, "sentiwatch.review", 10, timeout=30)]
+            assert len(review) >= 10 and {r["why"] for r in review} == {"low_confidence"}
+            assert all(r["id"] in scored and r["text"] == scored[r["id"]]["text"] for r in review)
 
             # Even ids: the analyst agrees; odd ids: corrects. No text: the worker compares with what it scored.
             feedback = [{"id": f"f{i}", "sentiment": said[f"f{i}"] if i % 2 == 0 else OTHER[said[f"f{i}"]],
