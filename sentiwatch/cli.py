@@ -32,6 +32,7 @@ HANDLERS: dict[str, str] = {
     "demo": "sentiwatch.tools.demo:demo_command",
     "compare": "sentiwatch.tools.compare:compare_command",
     "feedback": "sentiwatch.tools.feedback:export_command",
+    "alerts-sink": "sentiwatch.tools.alerts_sink:alerts_sink_command",
 }
 
 
@@ -164,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     feedback_export.add_argument("--out", required=True, metavar="FILE", help=".jsonl or .csv (required)")
     feedback_export.add_argument("--brokers", metavar="HOST:PORT",
                                  help=_setting_help("brokers", "Kafka bootstrap servers"))
+
+    sink = command("alerts-sink", "copy alert events from Kafka to a JSON-lines file and/or Loki")
+    sink.add_argument("--out", metavar="FILE",
+                      help="append one JSON object per event here; - for stdout (default: none)")
+    sink.add_argument("--loki", metavar="URL", help="Loki's base address, e.g. http://loki:3100 (default: none)")
+    sink.add_argument("--loki-tenant", metavar="ID", help="X-Scope-OrgID for a multi-tenant Loki (default: none)")
+    sink.add_argument("--brokers", metavar="HOST:PORT", help=_setting_help("brokers", "Kafka bootstrap servers"))
+    sink.add_argument("--group", metavar="NAME",
+                      help="the sink's consumer group (default: <consumer_group>-alerts-sink)")
+    sink.add_argument("--start-at", choices=("earliest", "latest"), default="earliest",
+                      help="where a new sink group begins (default: %(default)s: every event kept on the topic)")
     return parser
 
 
