@@ -71,37 +71,80 @@ def test_overlapping_seeks_settle_only_when_the_last_one_ends() -> None:
     assert asyncio.run(scenario()) == ["second seek ended", "record handed on"]
 
 
+class Partition:
+    """Where aiokafka's fetcher stands on one partition, and a fetch from there (records are offsets)."""
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+
+    async def fetch(self) -> list[tuple[str, int]]:
+        await asyncio.sleep(0)  # a round trip to the broker
+        start = self.position
+        self.position += 3
+        return [("texts-0", offset) for offset in range(start, start + 3)]
+
+
+async def rebalance_seek(epochs: SeekEpochs, partition: Partition, read_offsets: dict, committed: int) -> None:
+    """A rebalance's seek back to the committed offset: aiokafka moves at once, Faust's read offsets later."""
+    epochs.begin()
+    await asyncio.sleep(0)
+    partition.position = committed
+    await asyncio.sleep(0.02)
+    read_offsets["texts-0"] = committed
+    epochs.end({"texts-0": committed})
+
+
 def test_a_fetch_requested_while_a_seek_runs_keeps_the_records_of_the_new_position() -> None:
     """Issue 13, item 7: a fetch issued after aiokafka's seek but before the seek epoch ended returned records
     from the new position, which were then dropped as stale (and, read past, never fetched again)."""
 
     async def scenario() -> tuple[list[int], dict[str, int | None]]:
         epochs = SeekEpochs()
-        position = {"texts-0": 100}  # where aiokafka's fetcher stands: past the committed offset 40
+        partition = Partition(100)  # past the committed offset 40
         read_offsets: dict[str, int | None] = {"texts-0": 100}
 
-        async def fetch():  # the broker answers from wherever the consumer stands when the fetch is issued
-            start = position["texts-0"]
-            for offset in range(start, start + 3):
-                yield "texts-0", offset
+        async def records():
+            for record in await epochs.fetch(partition.fetch):
+                yield record
 
-        async def rebalance_seek() -> None:
-            epochs.begin()
-            await asyncio.sleep(0)
-            position["texts-0"] = 40  # aiokafka's seek_to is done...
-            await asyncio.sleep(0.02)  # ...while Faust is still setting its read offsets
-            read_offsets["texts-0"] = 40
-            epochs.end({"texts-0": 40})
-
-        seeking = asyncio.ensure_future(rebalance_seek())
+        seeking = asyncio.ensure_future(rebalance_seek(epochs, partition, read_offsets, 40))
         await asyncio.sleep(0.005)  # the drain loop asks for records in between
-        records = [offset async for _, offset in fresh_records(epochs, fetch, read_offsets)]
+        got = [offset async for _, offset in fresh_records(epochs, records(), read_offsets)]
         await seeking
-        return records, read_offsets
+        return got, read_offsets
 
-    records, read_offsets = asyncio.run(scenario())
-    assert records == [40, 41, 42]
+    got, read_offsets = asyncio.run(scenario())
+    assert got == [40, 41, 42]
     assert read_offsets == {"texts-0": 40}
+
+
+def test_a_fetch_that_waited_for_the_flow_through_a_rebalance_keeps_its_records() -> None:
+    """The takeover loss found in this session (6,580 of 20,000 records): Faust's getmany is called, then waits
+    for the flow to resume while the rebalance seeks, then fetches from the new position. Counting the fetch
+    from the call of getmany made all its records stale; they were dropped and never fetched again."""
+
+    async def scenario() -> list[int]:
+        epochs = SeekEpochs()
+        partition = Partition(100)
+        read_offsets: dict[str, int | None] = {"texts-0": 100}
+        flow = asyncio.Event()
+
+        async def getmany():  # Faust's Consumer.getmany: wait for the flow, then fetch (`_getmany`)
+            await flow.wait()
+            for record in await epochs.fetch(partition.fetch):
+                yield record
+
+        drained = asyncio.ensure_future(_collect(fresh_records(epochs, getmany(), read_offsets)))
+        await asyncio.sleep(0.005)  # the drain loop is waiting inside getmany
+        await rebalance_seek(epochs, partition, read_offsets, 40)
+        flow.set()  # Recovery resumes the flow after the seek
+        return await drained
+
+    assert asyncio.run(scenario()) == [40, 41, 42]
+
+
+async def _collect(records) -> list[int]:
+    return [offset async for _, offset in records]
 
 
 def test_records_of_a_fetch_from_before_the_seek_are_dropped_and_the_read_offset_restored() -> None:
@@ -110,11 +153,15 @@ def test_records_of_a_fetch_from_before_the_seek_are_dropped_and_the_read_offset
         read_offsets: dict[str, int | None] = {"texts-0": 100}
         seeked = asyncio.Event()
 
-        async def fetch():  # fetched from the old position; the seek comes while the first record is handed on
-            yield "texts-0", 100
+        async def fetch() -> list[tuple[str, int]]:
+            return [("texts-0", 100), ("texts-0", 101)]
+
+        async def records():  # fetched from the old position; the seek comes while the first record is handed on
+            fetched = await epochs.fetch(fetch)
+            yield fetched[0]
             seeked.set()
             await asyncio.sleep(0.01)
-            yield "texts-0", 101
+            yield fetched[1]
 
         async def seek_back() -> None:
             await seeked.wait()
@@ -123,15 +170,15 @@ def test_records_of_a_fetch_from_before_the_seek_are_dropped_and_the_read_offset
             epochs.end({"texts-0": 40})
 
         seeking = asyncio.ensure_future(seek_back())
-        records = []
-        async for _, offset in fresh_records(epochs, fetch, read_offsets):
-            records.append(offset)
+        got = []
+        async for _, offset in fresh_records(epochs, records(), read_offsets):
+            got.append(offset)
             read_offsets["texts-0"] = offset + 1  # what Faust's drain loop does with a record handed on
         await seeking
-        return records, read_offsets
+        return got, read_offsets
 
-    records, read_offsets = asyncio.run(scenario())
-    assert records == [100]  # handed on before the seek; 101 came after it, from the old position
+    got, read_offsets = asyncio.run(scenario())
+    assert got == [100]  # handed on before the seek; 101 came after it, from the old position
     assert read_offsets == {"texts-0": 40}  # the drain loop's offset from before the seek is undone
 
 

@@ -66,6 +66,7 @@ def test_replication_and_fetch_wait_follow_the_cluster_unless_set():
     from sentiwatch.streamer.kafka.connection import Cluster, for_cluster, topic_configs
 
     auto = load_settings(environ={})
+    assert topic_configs(auto) == {}  # unresolved: the broker's default
     three = for_cluster(auto, Cluster("prod-cluster", 3))
     assert (three.kafka_replication_factor, three.kafka_min_insync_replicas, three.kafka_fetch_max_wait_ms) == (3, 2,
                                                                                                                 500)

@@ -141,8 +141,15 @@ def for_cluster(settings: Settings, cluster: Cluster) -> Settings:
 
 
 def topic_configs(settings: Settings) -> dict[str, str]:
-    """Configs of every topic the worker creates and of Faust's changelogs (`settings` after `for_cluster`)."""
-    return {"min.insync.replicas": str(settings.kafka_min_insync_replicas)}
+    """Configs of every topic the worker creates and of Faust's changelogs (`settings` after `for_cluster`; before
+    it, 0 leaves the broker's default)."""
+    insync = settings.kafka_min_insync_replicas
+    return {"min.insync.replicas": str(insync)} if insync else {}
+
+
+async def settings_for_cluster(settings: Settings) -> Settings:
+    """`for_cluster` with the cluster the settings' brokers belong to."""
+    return for_cluster(settings, await describe_cluster(settings))
 
 
 async def describe_cluster(settings: Settings) -> Cluster:

@@ -19,9 +19,11 @@
    (128 offsets, the stream buffer, on each partition); the session-2 code showed the same gaps. With
    this change: 0 lost and no gap in 8 of 8 runs. Dropping those stale records is safe only for the
    partitions the seek moved (aiokafka leaves one with no committed offset where it is), so records
-   wait while a seek runs, and only then is it known which partitions are stale. No fetch begins while a
-   seek runs either: one issued after aiokafka's seek but before the seek ended would return records from
-   the new position that would then be taken for stale and dropped (docs/reliability.md has the sequence).
+   wait while a seek runs, and only then is it known which partitions are stale. A fetch counts from the
+   moment it is really issued (`Consumer._getmany`), not from the call of `getmany`, which may first wait
+   for the flow to resume while a rebalance seeks; and no fetch is issued while a seek runs. Otherwise the
+   records of a fetch from the new position were taken for stale and dropped, and never fetched again
+   (docs/reliability.md has the sequences).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import itertools
-from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, TypeVar
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -38,6 +40,8 @@ from faust.types import TP, Message
 
 from sentiwatch.errors import SentiwatchError
 from sentiwatch.streamer.kafka.connection import EMBEDDED_FETCH_MAX_WAIT_MS
+
+Fetched = TypeVar("Fetched")
 
 # The versions whose internals the classes below were written against (and tested with).
 WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
@@ -71,6 +75,7 @@ class SeekEpochs:
     def __init__(self) -> None:
         self._counter = itertools.count(1)
         self.current = 0
+        self.fetched_at = 0  # the epoch in which the latest fetch was issued (`fetch`)
         self._last_seek: dict[Any, int] = {}
         self._seeking = 0  # seeks begun and not ended: they may overlap (a rebalance's and a stream's seek)
         self._settled = asyncio.Event()
@@ -95,27 +100,33 @@ class SeekEpochs:
     async def settled(self) -> None:
         await self._settled.wait()
 
+    async def fetch(self, issue: Callable[[], Awaitable[Fetched]]) -> Fetched:
+        """Issue one fetch (`issue()`), not while a seek runs, remembering the epoch it was issued in."""
+        await self.settled()
+        self.fetched_at = self.current
+        return await issue()
+
     def stale(self, partition: Any, fetch_started_at: int) -> bool:
         return self._last_seek.get(partition, 0) > fetch_started_at
 
 
-async def fresh_records(epochs: SeekEpochs, fetch: Callable[[], AsyncIterator[tuple[Any, Any]]],
+async def fresh_records(epochs: SeekEpochs, records: AsyncIterator[tuple[Any, Any]],
                         read_offsets: MutableMapping[Any, int | None]) -> AsyncIterator[tuple[Any, Any]]:
-    """The records of one fetch (`fetch()`, issued at its first iteration) less those made stale by a seek.
-    `read_offsets` is the drain loop's read offset per partition (Faust's `Consumer._read_offset`)."""
-    # No fetch begins while a seek runs: it could read either position, and its records would be taken for stale.
-    await epochs.settled()
-    fetch_started_at = epochs.current
-    async for partition, message in fetch():
+    """`records` (one fetch's, issued through `epochs.fetch`) less those made stale by a seek. `read_offsets` is
+    the drain loop's read offset per partition (Faust's `Consumer._read_offset`)."""
+    fetched_at: int | None = None
+    async for partition, message in records:
+        if fetched_at is None:
+            fetched_at = epochs.fetched_at  # the fetch these records came from has been issued by now
         # While a seek runs it is not yet known which partitions it moves: wait for it to end.
         await epochs.settled()
-        if epochs.stale(partition, fetch_started_at):
+        if epochs.stale(partition, fetched_at):
             continue  # fetched from before the seek moved this partition; fetched again from there
         yield partition, message
         # The drain loop has handed the record on and set its read offset. If a seek came meanwhile, that
         # offset is from before it and would make the drain loop drop the records fetched again: undo it.
         await epochs.settled()
-        if epochs.stale(partition, fetch_started_at):
+        if epochs.stale(partition, fetched_at):
             read_offsets[partition] = epochs.read_offset_after_seek.get(partition)
 
 
@@ -149,15 +160,21 @@ class _Consumer(faust_aiokafka.Consumer):
         finally:
             self._seek_epochs.end(moved)
 
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        # Where Faust really fetches: `getmany` may wait for the flow to resume first, while a rebalance seeks.
+        issue = super()._getmany
+        return await self._seek_epochs.fetch(lambda: issue(active_partitions, timeout))
+
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        fetch = super().getmany
-        async for partition, message in fresh_records(self._seek_epochs, lambda: fetch(timeout), self._read_offset):
+        async for partition, message in fresh_records(self._seek_epochs, super().getmany(timeout), self._read_offset):
             yield partition, message
 
 
-def use_tuned_consumer(app: faust.App, fetch_max_wait_ms: int = EMBEDDED_FETCH_MAX_WAIT_MS) -> None:
-    """Give the app the consumer above (call before it starts); refuses library versions it was not written for."""
+def use_tuned_consumer(app: faust.App, fetch_max_wait_ms: int = 0) -> None:
+    """Give the app the consumer above (call before it starts); refuses library versions it was not written for.
+    `fetch_max_wait_ms`: the resolved setting (`connection.for_cluster`); 0, unresolved, is the embedded broker's."""
     check_versions()
+    fetch_max_wait_ms = fetch_max_wait_ms or EMBEDDED_FETCH_MAX_WAIT_MS
     transport = app.transport
     if not isinstance(transport, faust_aiokafka.Transport):
         raise TypeError(f"expected Faust's aiokafka transport, got {type(transport).__name__}")
