@@ -24,6 +24,7 @@ from sentiwatch.streamer.inference.reload import (
 )
 from sentiwatch.streamer.scoring.stage import RawMessage
 from sentiwatch.streamer.scoring.topics import TopicCap
+from tests.test_compare import permuted_bundle
 
 
 def versioned_copy(bundle: Path, dest: Path, version: str) -> Path:
@@ -174,4 +175,12 @@ def test_shadow_scores_beside_then_switches_and_exports_agreement(setup):
     assert sample(registry, "sentiwatch_model_shadow_agreement", version="model-v2") == 1.0
     assert versions(slot.score(messages(4, 16))) == {"model-v2"}
     assert setup["switches"] == [("model-v1", "model-v2")]
+    assert sample(registry, "sentiwatch_model_reloads_total", result="switched") == 1
+
+    # A model that names its columns differently disagrees on every label, and the gauge says so.
+    permuted = permuted_bundle(setup["v1"], setup["tmp"] / "permuted")
+    slot.offer(setup["load"](str(permuted)), shadow_records=5)
+    slot.score(messages(6, 20))
+    assert sample(registry, "sentiwatch_model_shadow_agreement", version="permuted") == 0.0
+    assert slot.current.version == "permuted"
 

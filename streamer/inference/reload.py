@@ -195,6 +195,8 @@ class ModelSlot:
             shadow.scored += len(values)
             shadow.agreed += agreed
             done = shadow.scored >= shadow.wanted
+            if done:
+                self._shadow = None  # the other scoring thread must not switch to it a second time
         self._metrics.shadow_records.labels(version=version).inc(len(values))
         self._metrics.shadow_agreement.labels(version=version).set(shadow.agreed / shadow.scored)
         if done:
