@@ -117,3 +117,31 @@ def write_jsonl(path: str | Path, records: Iterator[dict[str, Any]]) -> int:
             out.write("\n")
             count += 1
     return count
+
+
+UNDETERMINED = "und"
+# Unicode ranges of the scripts that name a language on their own (checked in this order: Japanese text
+# mixes kana with Han characters, so kana decides before Han).
+_SCRIPTS: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = (
+    ("ja", ((0x3040, 0x30FF), (0x31F0, 0x31FF))),
+    ("ko", ((0xAC00, 0xD7AF), (0x1100, 0x11FF), (0x3130, 0x318F))),
+    ("zh", ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0xF900, 0xFAFF))),
+)
+
+
+def script_language(text: str) -> str:
+    """A language guess from the writing system alone: `ja`, `ko` or `zh` when at least a fifth of the
+    letters are in that script, `en` when most letters are basic Latin, else `und`.
+
+    Why so crude: it needs no model and no dictionary, and what the bundle's languages must tell apart is
+    which writing system its tokenizer and training data covered. Latin-script text in other languages is
+    reported as `en`; a file with a `lang` column says better."""
+    letters = [ord(ch) for ch in text if ch.isalpha()]
+    if not letters:
+        return UNDETERMINED
+    for lang, ranges in _SCRIPTS:
+        share = sum(any(low <= cp <= high for low, high in ranges) for cp in letters) / len(letters)
+        if share >= 0.2:
+            return lang
+    latin = sum(cp < 0x250 for cp in letters) / len(letters)
+    return "en" if latin >= 0.5 else UNDETERMINED

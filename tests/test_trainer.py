@@ -62,8 +62,10 @@ def trained_dir(tiny_base_dir, labelled_csv, tmp_path_factory) -> Path:
 
 
 def assert_metrics_shape(metrics: dict, heads: set[str]) -> None:
-    assert set(metrics) == heads
-    for m in metrics.values():
+    assert set(metrics) == heads | {"by_language", "by_source"}
+    for group in (*metrics["by_language"].values(), *metrics["by_source"].values()):
+        assert set(group) <= heads
+    for m in (metrics[head] for head in heads):
         assert set(m) == {"n", "accuracy", "macro_f1", "per_class"}
         assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["macro_f1"] <= 1.0
         assert sum(c["support"] for c in m["per_class"].values()) == m["n"]
@@ -92,7 +94,7 @@ def test_train_writes_model_metrics_plots_and_card(trained_dir, labelled_csv):
     assert meta["version"] and meta["best_epoch"] > 0
 
     card = (trained_dir / "model_card.md").read_text()
-    for phrase in ("Apache-2.0", "licence is not stated", "Copyright BBC", "English only", "macro-F1", "soft targets"):
+    for phrase in ("Apache-2.0", "licence is not stated", "Copyright BBC", "Trained for en only", "macro-F1", "soft targets"):
         assert phrase in card
     training = json.loads((trained_dir / "training.json").read_text())
     assert training["training"]["interrupted"] is False
@@ -231,7 +233,10 @@ def test_evaluate_reproduces_the_training_test_metrics(trained_dir, labelled_csv
     test_file.write_text("".join(json.dumps(example_row(e)) + "\n" for e in split_examples(examples)["test"]))
     output = tmp_path / "metrics.json"
     assert main(["evaluate", "--model", str(trained_dir), "--input", str(test_file), "--output", str(output)]) == 0
-    assert json.loads(output.read_text()) == json.loads((trained_dir / "metrics.json").read_text())
+    evaluated, trained = json.loads(output.read_text()), json.loads((trained_dir / "metrics.json").read_text())
+    for key in ("sentiment", "topic", "by_language"):  # by_source names the file each was read from
+        assert evaluated[key] == trained[key]
+    assert list(evaluated["by_source"].values()) == list(trained["by_source"].values())
 
 
 def test_offsets_move_the_boundary_towards_macro_f1():
@@ -282,3 +287,82 @@ def test_checkpoint_score_weighs_each_head_by_its_validation_texts():
     assert selection_score(run3_epoch2) > selection_score(run3_epoch2_5)
     assert selection_score({"topic": {"n": 10, "macro_f1": 0.5}}) == 0.5
     assert selection_score({}) == 0.0
+
+
+def test_metrics_are_broken_down_by_language_and_source() -> None:
+    from sentiwatch.predictor import Prediction
+    from sentiwatch.trainer.data import Example
+    from sentiwatch.trainer.metrics import evaluate_predictor
+
+    class Fixed:
+        """Says negative to Chinese text and positive to the rest."""
+
+        sentiment_labels = ("negative", "neutral", "positive")
+        topic_labels = ("business",)
+        max_length = 64
+
+        def predict(self, texts):
+            probs = np.array([[1.0, 0, 0] if any("\u4e00" <= ch <= "\u9fff" for ch in t) else [0, 0, 1.0]
+                              for t in texts], dtype=np.float32)
+            return Prediction(probs, np.ones((len(texts), 1), np.float32), np.zeros(len(texts), bool))
+
+    examples = [Example("good news", "positive", None, "wire"), Example("shares rose", "positive", None, "desk"),
+                Example("股价大跌", "negative", None, "desk"), Example("利润大增", "positive", None, "desk", lang="zh")]
+    metrics, _ = evaluate_predictor(Fixed(), examples)
+    assert metrics["sentiment"]["accuracy"] == 0.75
+    assert metrics["by_language"]["en"]["sentiment"]["accuracy"] == 1.0
+    assert metrics["by_language"]["zh"]["sentiment"]["n"] == 2
+    assert metrics["by_language"]["zh"]["sentiment"]["accuracy"] == 0.5
+    assert metrics["by_source"]["wire"]["sentiment"]["n"] == 1
+    assert metrics["by_source"]["desk"]["sentiment"]["accuracy"] == 0.6667
+
+
+def test_frozen_layers_get_no_gradient_and_the_top_ones_do(tiny_base_dir) -> None:
+    import torch
+
+    from sentiwatch.labels import DEFAULT_TOPIC_LABELS, SENTIMENT_LABELS
+    from sentiwatch.trainer.model import TwoHeadClassifier, load_base
+    from sentiwatch.trainer.train import freeze_bottom
+
+    encoder, tokenizer, _ = load_base(tiny_base_dir)
+    model = TwoHeadClassifier(encoder, SENTIMENT_LABELS, DEFAULT_TOPIC_LABELS)
+    freeze_bottom(model, 1)
+    batch = tokenizer(["a fine day", "a bad one"], padding=True, return_tensors="pt")
+    sentiment, _ = model(batch["input_ids"], batch["attention_mask"])
+    sentiment.sum().backward()
+    layers = model.encoder.encoder.layer
+    assert all(p.grad is None for p in model.encoder.embeddings.parameters())
+    assert all(p.grad is None for p in layers[0].parameters())
+    assert all(p.grad is not None and torch.any(p.grad != 0) for p in layers[1].attention.self.query.parameters())
+    with pytest.raises(SentiwatchError, match="cannot freeze 3 layers"):
+        freeze_bottom(model, 3)
+
+
+def test_test_sample_is_spread_over_each_source() -> None:
+    from sentiwatch.trainer.data import Example
+    from sentiwatch.trainer.train import spread_per_source
+
+    examples = [Example(f"a{i}", "positive", None, "a") for i in range(10)] + [Example("b0", "negative", None, "b")]
+    chosen = spread_per_source(examples, 3)
+    assert [e.text for e in chosen] == ["a0", "a4", "a8", "b0"]
+    assert spread_per_source(examples, None) == examples
+
+
+def test_default_data_follows_the_base() -> None:
+    from sentiwatch.trainer.commands import default_specs
+
+    assert default_specs(None) == ["builtin"]
+    assert default_specs("multilingual") == ["builtin", "builtin:zh"]
+
+
+def test_word_list_baselines_count_terms_and_chinese_matches_longest_first() -> None:
+    from sentiwatch.trainer.lexicons import LexiconPredictor, WordList, vader
+
+    words = WordList(frozenset({"gain", "大涨", "涨"}), frozenset({"loss", "大跌", "跌"}))
+    assert words.score("Gain, gain and a loss", substrings=False) == 1
+    assert words.score("股价大涨后大跌再跌", substrings=True) == -1  # 大涨 +1, 大跌 -1, 跌 -1
+    predictor = LexiconPredictor("list", lambda text: float(words.score(text, True)))
+    labels = predictor.predict(["大涨", "大跌", "持平"]).sentiment_probs.argmax(axis=1).tolist()
+    assert labels == [2, 0, 1]
+    scores = vader().predict(["What a wonderful, excellent day", "A terrible, awful loss", "The meeting is at 3"])
+    assert scores.sentiment_probs.argmax(axis=1).tolist() == [2, 0, 1]

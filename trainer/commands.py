@@ -21,10 +21,19 @@ def train_command(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     config = dataclasses.replace(TrainConfig(), **overrides)
-    metrics = run_training(args.out, args.base, args.data or ["builtin"], config)
-    heads = ", ".join(f"{head} macro-F1 {m['macro_f1']:.4f}" for head, m in metrics.items())
+    metrics = run_training(args.out, args.base, args.data or default_specs(args.base), config)
+    heads = ", ".join(f"{head} macro-F1 {metrics[head]['macro_f1']:.4f}" for head in ("sentiment", "topic")
+                      if head in metrics)
     print(f"model written to {args.out} (test split: {heads})")
     return 0
+
+
+def default_specs(base: str | None) -> list[str]:
+    """The built-in data for a base: the multilingual encoder also learns from the Chinese reviews."""
+    from sentiwatch.trainer.data import DEFAULT_SPECS, MULTILINGUAL_SPECS
+    from sentiwatch.trainer.model import MULTILINGUAL
+
+    return list(MULTILINGUAL_SPECS if base == MULTILINGUAL else DEFAULT_SPECS)
 
 
 def evaluate_command(args: argparse.Namespace) -> int:

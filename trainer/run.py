@@ -15,12 +15,12 @@ import torch
 from sentiwatch.errors import DataError
 from sentiwatch.labels import DEFAULT_TOPIC_LABELS, SENTIMENT_LABELS
 from sentiwatch.trainer.calibrate import tune_offsets
-from sentiwatch.trainer.data import fingerprint, load_examples, split_examples, topic_labels_of
+from sentiwatch.trainer.data import fingerprint, languages_of, load_examples, split_examples, topic_labels_of
 from sentiwatch.trainer.metrics import evaluate_predictor, summary_lines
 from sentiwatch.trainer.model import MULTILINGUAL, TwoHeadClassifier, load_base, save_model
 from sentiwatch.trainer.predict import TorchPredictor
 from sentiwatch.trainer.report import model_card, plot_confusion, plot_training_curves
-from sentiwatch.trainer.train import TrainConfig, limit_examples, resolve_device, train
+from sentiwatch.trainer.train import TrainConfig, limit_examples, resolve_device, spread_per_source, train
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def run_training(out_dir: str | os.PathLike[str], base_dir: str | None, data_spe
     config = dataclasses.replace(config, max_length=min(limits))
     train_examples = limit_examples(splits["train"], config.limit, config.min_topic_share, config.seed)
     # A small run validates on a proportionate sample; the test split is always scored in full.
-    validation_limit = None if config.limit is None else max(1000, config.limit // 4)
+    validation_limit = config.validation_limit or (None if config.limit is None else max(1000, config.limit // 4))
     validation_examples = limit_examples(splits["validation"], validation_limit, config.min_topic_share, config.seed)
 
     fingerprints = {split: fingerprint(items) for split, items in splits.items()}
@@ -68,6 +68,8 @@ def run_training(out_dir: str | os.PathLike[str], base_dir: str | None, data_spe
         "data_fingerprints": fingerprints,
         "limit": config.limit,
         "train_examples_used": len(train_examples),
+        # The bundle's `languages` (exporter/manifest.py): what the model was trained on, most frequent first.
+        "languages": languages_of(train_examples),
         "validation_examples_used": len(validation_examples),
         "sentiment_labels": list(SENTIMENT_LABELS),
         "topic_labels": list(topic_labels),
@@ -85,7 +87,9 @@ def run_training(out_dir: str | os.PathLike[str], base_dir: str | None, data_spe
     # Written again: the offsets changed the sentiment head's bias since the last checkpoint.
     write_checkpoint(model, result.best_validation, result.best_epoch)
 
-    metrics, pairs = evaluate_predictor(predictor, splits["test"])
+    test_examples = spread_per_source(splits["test"], config.test_per_source)
+    meta["test_examples_used"] = len(test_examples)
+    metrics, pairs = evaluate_predictor(predictor, test_examples)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     for head in ("sentiment", "topic"):
         if head in pairs:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from sentiwatch.trainer.data import Example
-from sentiwatch.trainer.metrics import evaluate_predictor, selection_score
+from sentiwatch.trainer.metrics import evaluate_predictor, head_scores, selection_score
 from sentiwatch.trainer.model import TwoHeadClassifier
 from sentiwatch.trainer.predict import TorchPredictor, pad_batch
 
@@ -67,6 +67,10 @@ class TrainConfig:
     # The word-embedding matrix is half of MiniLM's parameters; freezing it saves its gradient and
     # AdamW update (roughly 77 -> 89 examples/s here) and keeps the pre-trained vocabulary.
     freeze_word_embeddings: bool = True
+    # Also freeze the embeddings and this many bottom encoder layers: no gradient flows below them, so a
+    # step costs about a forward pass plus the backward pass of the layers above (the 12-layer multilingual
+    # encoder on this shared 2-core CPU; see scripts/train_multilingual.py).
+    frozen_layers: int = 0
     # Wall-clock budget for the loop. The learning rate decays with whichever is further along,
     # steps or time, so a run the budget cuts short still ends annealed; at the budget it
     # validates once more and stops. The machine is shared, so the epoch count alone cannot
@@ -78,6 +82,11 @@ class TrainConfig:
     # CPU intra-op threads; None: the cores not already busy when training starts (see cpu_threads).
     cpu_threads: int | None = None
     limit: int | None = None
+    # Validation texts per evaluation (None: all of a full run's, max(1000, limit / 4) with --limit) and test
+    # texts scored per source (None: all). For encoders too slow on this CPU to score every held-out text;
+    # a sample is spread evenly over each source's split, and training.json records the sizes.
+    validation_limit: int | None = None
+    test_per_source: int | None = None
     seed: int = 13
     device: str = "auto"
 
@@ -115,6 +124,33 @@ def cpu_threads(requested: int | None) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return max(1, min(cores, round(cores - busy)))
+
+
+def freeze_bottom(model: TwoHeadClassifier, layers: int) -> None:
+    """Stop the gradient below the top layers of a BERT-style encoder (embeddings + the first `layers`)."""
+    from sentiwatch.errors import SentiwatchError
+
+    stack = getattr(getattr(model.encoder, "encoder", None), "layer", None)
+    embeddings = getattr(model.encoder, "embeddings", None)
+    if stack is None or embeddings is None or layers > len(stack):
+        raise SentiwatchError(f"cannot freeze {layers} layers: the encoder is not a BERT-style stack of that depth")
+    embeddings.requires_grad_(False)
+    for layer in stack[:layers]:
+        layer.requires_grad_(False)
+
+
+def spread_per_source(examples: Sequence[Example], per_source: int | None) -> list[Example]:
+    """At most `per_source` examples of each source, spread evenly over its examples (order kept)."""
+    if per_source is None:
+        return list(examples)
+    by_source: dict[str, list[int]] = {}
+    for i, example in enumerate(examples):
+        by_source.setdefault(example.source, []).append(i)
+    keep: set[int] = set()
+    for rows in by_source.values():
+        step = max(1, math.ceil(len(rows) / per_source))
+        keep.update(rows[::step][:per_source])
+    return [example for i, example in enumerate(examples) if i in keep]
 
 
 def limit_examples(examples: Sequence[Example], limit: int | None, min_topic_share: float,
@@ -216,6 +252,8 @@ def train(model: TwoHeadClassifier, tokenizer, train_examples: Sequence[Example]
     model.to(device)
     if config.freeze_word_embeddings:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    if config.frozen_layers:
+        freeze_bottom(model, config.frozen_layers)
 
     sentiment_index = {label: i for i, label in enumerate(model.sentiment_labels)}
     topic_index = {label: i for i, label in enumerate(model.topic_labels)}
@@ -313,9 +351,9 @@ def train(model: TwoHeadClassifier, tokenizer, train_examples: Sequence[Example]
                     model.train()
                     score = selection_score(metrics)
                     history["validation"].append({"epoch": round(position, 3), "seen": seen, "score": score,
-                                                  **{h: m["macro_f1"] for h, m in metrics.items()}})
+                                                  **head_scores(metrics)})
                     log.info("epoch %.2f: validation macro-F1 %s (mean %.4f), %.0f examples/s",
-                             position, {h: m["macro_f1"] for h, m in metrics.items()}, score, rate)
+                             position, head_scores(metrics), score, rate)
                     if score > best_score:
                         best_score, best_epoch, best_validation = score, position, metrics
                         best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
