@@ -99,3 +99,39 @@ def test_prefix_goes_first_in_any_normalizer_shape() -> None:
     assert prefixed_tokenizer({"normalizer": None})["normalizer"] == prepend
     nfkc = {"type": "NFKC"}
     assert prefixed_tokenizer({"normalizer": nfkc})["normalizer"]["normalizers"] == [prepend, nfkc]
+
+
+def test_a_bundle_from_the_multilingual_tokenizer_prefixes_texts_and_states_its_languages(
+        converted: Path, tmp_path: Path) -> None:
+    """A tiny random BERT on the real XLM-R vocabulary, through the real exporter and the streamer's scorer."""
+    import json
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from sentiwatch.exporter.export import export_bundle, validation_parity_set
+    from sentiwatch.labels import DEFAULT_TOPIC_LABELS, SENTIMENT_LABELS
+    from sentiwatch.streamer.inference.scorer import load_scorer
+    from sentiwatch.trainer.model import TwoHeadClassifier, save_model
+    from sentiwatch.trainer.predict import TorchPredictor
+
+    torch.manual_seed(0)
+    base = tmp_path / "base"
+    base.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(converted / name, base / name)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    model = TwoHeadClassifier(BertModel(config), SENTIMENT_LABELS, DEFAULT_TOPIC_LABELS)
+    model_dir = tmp_path / "model"
+    save_model(model, tokenizer, model_dir, extra={"version": "tiny-xlmr", "languages": ["en", "zh"]})
+    manifest = export_bundle(model_dir, tmp_path / "bundle", ["fp32"], "auto", validation_parity_set(limit=8))
+    assert manifest["languages"] == ["en", "zh"] and manifest["inputs"] == ["input_ids", "attention_mask"]
+    assert json.loads((tmp_path / "bundle" / "manifest.json").read_text())["languages"] == ["en", "zh"]
+
+    scorer = load_scorer(tmp_path / "bundle", variant="fp32")
+    assert scorer.tokenize(["银行股大跌"])[0].tokens[:4] == ["<s>", "▁que", "ry", ":"]
+    reference = TorchPredictor(model.eval(), tokenizer, max_length=64).predict(TEXTS)
+    np.testing.assert_allclose(scorer.predict(TEXTS).sentiment_probs, reference.sentiment_probs, atol=1e-4)
