@@ -98,6 +98,14 @@ def test_make_install_keeps_one_onnx_runtime_and_the_embedded_broker() -> None:
     assert len(runtimes) == 1, runtimes
 
 
+def test_images_copy_setup_py_which_maps_the_parts_into_sentiwatch() -> None:
+    """Without setup.py, pip sees two top-level packages (sentiwatch/, streamer/) and refuses to build."""
+    for dockerfile in ("Dockerfile", "Dockerfile.trainer"):
+        copied = {word for i in parse_dockerfile(DEPLOY / dockerfile) if i.keyword == "COPY" and "--from" not in
+                  i.argument for word in i.argument.split()[:-1]}
+        assert {"pyproject.toml", "setup.py"} <= copied, dockerfile
+
+
 def test_base_images_are_pinned_by_digest() -> None:
     for dockerfile in ("Dockerfile", "Dockerfile.trainer"):
         instructions = parse_dockerfile(DEPLOY / dockerfile)
