@@ -49,7 +49,7 @@ def test_count_series_alerts_on_the_spike_only(tmp_path):
     assert list(rows[0]) == ["timestamp", "value", "anomaly_score", "alert"]
     assert [(int(r["timestamp"]), int(r["value"])) for r in rows] == series  # input carried through
     alerts = [i for i, r in enumerate(rows) if r["alert"] == "1"]
-    assert alerts and alerts[0] == 300 and alerts[-1] < 300 + 4 + 8
+    assert alerts and alerts[0] == 302 and alerts[-1] < 300 + 4 + 8  # sustained for three windows
     assert all(0.0 <= float(r["anomaly_score"]) <= 1.0 for r in rows)
     assert max(float(r["anomaly_score"]) for r in rows[:300]) < 0.5
 
@@ -76,8 +76,8 @@ def test_total_negative_iso_unsorted_with_exact_duplicates(tmp_path):
     assert list(result[0]) == header + ["anomaly_score", "alert"]
     assert result[:-1] == ordered[::-1]  # same verdicts, input order kept
     assert result[-1] == ordered[10]
-    assert [r["alert"] for r in ordered[150:153]] == ["1", "1", "1"]
-    assert sum(r["alert"] == "1" for r in ordered[:150]) == 0
+    assert [r["alert"] for r in ordered[152:156]] == ["1", "1", "1", "1"]
+    assert sum(r["alert"] == "1" for r in ordered[:152]) == 0
 
 
 @pytest.mark.parametrize(("header", "rows", "message"), [
@@ -100,10 +100,10 @@ def test_bad_input_fails_with_one_line_naming_the_rows(tmp_path, capsys, header,
 def test_config_file_and_plot(tmp_path):
     source = write_csv(tmp_path / "in.csv", ["timestamp", "value"], count_series())
     config = tmp_path / "detector.toml"
-    config.write_text("[detector]\nmin_volume = 1000\n", encoding="utf-8")
+    config.write_text("[detector]\nmin_volume = 100000\n", encoding="utf-8")
     plot = tmp_path / "plot.png"
     status, rows = backtest(tmp_path, source, "--config", str(config), "--plot", str(plot))
-    assert status == 0 and all(r["alert"] == "0" for r in rows)  # no window reaches 1,000
+    assert status == 0 and all(r["alert"] == "0" for r in rows)  # no time scale holds 100,000 texts
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 20_000
     config.write_text("[detector]\nmin_lift = 0.5\n", encoding="utf-8")
     assert main(["backtest", "--input", str(source), "--output", str(tmp_path / "o.csv"), "--config", str(config)]) == 1

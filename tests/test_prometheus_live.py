@@ -127,7 +127,8 @@ def test_prometheus_fires_negative_sentiment_spike_for_a_live_surge(tiny_bundle_
     with running_broker() as brokers:
         worker = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "worker.log", env={
             "SENTIWATCH_ALLOWED_LATENESS_SECONDS": "0", "SENTIWATCH_BATCH_WITHIN_SECONDS": "0.05",
-            "SENTIWATCH_DETECTOR_WARMUP_WINDOWS": "5", "SENTIWATCH_DETECTOR_MIN_VOLUME": "20"})
+            "SENTIWATCH_DETECTOR_MIN_VOLUME": "20",
+            "SENTIWATCH_TOPIC_ALLOWLIST": '["acme", "globex"]'})  # producer topics get a label only when listed
         try:
             worker.wait_ready()
             with running_prometheus(tmp_path, f"127.0.0.1:{worker.web_port}") as prometheus:

@@ -64,7 +64,7 @@ def test_close_waits_for_lateness_and_fills_silent_windows():
 
 
 def settings(**overrides):
-    env = {"SENTIWATCH_DETECTOR_WARMUP_WINDOWS": "3", "SENTIWATCH_DETECTOR_MIN_VOLUME": "5",
+    env = {"SENTIWATCH_DETECTOR_MIN_VOLUME": "5",
            "SENTIWATCH_ALERT_EXAMPLES": "2", "SENTIWATCH_ALLOWED_LATENESS_SECONDS": "0"}
     env.update({f"SENTIWATCH_{k.upper()}": v for k, v in overrides.items()})
     return load_settings(environ=env)

@@ -8,8 +8,8 @@ Input handling (documented in `sentiwatch backtest --help` and docs):
   the input order;
 * a row repeated exactly (same timestamp, same numbers) is one interval: it is scored once and
   every copy gets the result; the same timestamp with different numbers is an error;
-* each row is one window of the series' typical (median) spacing; a gap is "no data", not zero
-  counts, so the detector simply sees nothing there;
+* each row is one window of the series' typical (median) spacing; a gap between rows reaches the
+  detector as it would in the live worker: up to MAX_GAP_WINDOWS empty windows (see `run_detector`);
 * any unusable row (bad timestamp, non-numeric or negative count, negative > total) fails the
   run with an error naming the first offending lines, and nothing is written.
 """
@@ -27,7 +27,15 @@ from pathlib import Path
 
 from sentiwatch.config import load_settings
 from sentiwatch.errors import DataError, SentiwatchError
-from sentiwatch.streamer.detection.detector import Detection, DetectorConfig, DetectorState, WindowStats, step
+from sentiwatch.streamer.detection.detector import (
+    MAX_GAP_WINDOWS,
+    SCALES,
+    Detection,
+    DetectorConfig,
+    DetectorState,
+    WindowStats,
+    step,
+)
 from sentiwatch.textio import read_rows
 
 log = logging.getLogger(__name__)
@@ -97,16 +105,30 @@ def read_series(path: Path) -> Series:
     return Series(header, rows, points, counts_only)
 
 
-def run_detector(points: list[SeriesPoint], config: DetectorConfig, topic: str) -> list[Detection]:
-    """One Detection per point (input order), replaying distinct timestamps in time order."""
-    interval = _typical_interval(points)
+def run_detector(points: list[SeriesPoint], config: DetectorConfig, topic: str,
+                 interval: float | None = None) -> list[Detection]:
+    """One Detection per point (input order), replaying distinct timestamps in time order.
+
+    A gap between rows is given to the detector as the live worker gives it: empty windows, at most
+    MAX_GAP_WINDOWS of them (the rest of a longer gap is skipped over). The detector itself tells an
+    outage (no texts where texts were expected) from calm.
+    """
+    interval = _typical_interval(points) if interval is None else interval
     by_time: dict[float, Detection] = {}
     state: DetectorState | None = None
+    previous_end: float | None = None
     for point in sorted(points, key=lambda p: p.timestamp):
         if point.timestamp in by_time:
             continue  # an exact repeat (conflicting ones were rejected on reading)
+        if previous_end is not None:
+            missing = int((point.timestamp - previous_end) // interval)
+            start = max(previous_end, previous_end + (missing - MAX_GAP_WINDOWS) * interval)
+            while start + interval <= point.timestamp:
+                state, _ = step(state, WindowStats(topic, start, start + interval, 0, 0), config)
+                start += interval
         window = WindowStats(topic, point.timestamp, point.timestamp + interval, point.total, point.negative)
         state, by_time[point.timestamp] = step(state, window, config)
+        previous_end = point.timestamp + interval
     return [by_time[point.timestamp] for point in points]
 
 
@@ -189,7 +211,9 @@ def _typical_interval(points: list[SeriesPoint]) -> float:
 
 
 def plot_backtest(path: Path, series: Series, detections: list[Detection], config: DetectorConfig) -> None:
-    """PNG: the negative count with its baseline band, the share (when known), the score; alerts shaded."""
+    """PNG: the negative count with its baseline band, the share (when known), and the evidence at each
+    time scale (surprise, -log10 p) with the level that opens an alert; alerts shaded and numbered, each
+    labelled with the scale whose evidence opened it."""
     try:
         import matplotlib
 
@@ -203,40 +227,45 @@ def plot_backtest(path: Path, series: Series, detections: list[Detection], confi
     points = [series.points[i] for i in order]
     found = [detections[i] for i in order]
     panels = 2 if series.counts_only else 3
-    figure, axes = plt.subplots(panels, 1, figsize=(13, 3 + 2.2 * panels), sharex=True,
-                                gridspec_kw={"height_ratios": [3] + [1.4] * (panels - 1)})
+    figure, axes = plt.subplots(panels, 1, figsize=(13, 3 + 2.4 * panels), sharex=True,
+                                gridspec_kw={"height_ratios": [3] + [1.6] * (panels - 1)})
     counts = axes[0]
-    counts.plot(times, [p.negative for p in points], lw=0.8, color="tab:blue",
+    counts.plot(times, [p.negative for p in points], lw=0.7, color="tab:blue",
                 label="value" if series.counts_only else "negative texts")
-    # No baseline exists before warm-up ends: leave it out rather than draw a meaningless ramp.
-    learnt = slice(min(config.warmup_windows, len(points)), None)
-    counts.plot(times[learnt], [d.expected_negative for d in found[learnt]], lw=1.0, color="tab:green",
-                label="baseline (expected)")
-    counts.fill_between(times[learnt], [d.expected_negative for d in found[learnt]],
-                        [d.negative_upper for d in found[learnt]], color="tab:green", alpha=0.15,
-                        label="normal band (above it one interval alone opens an alert)")
+    counts.plot(times, [d.expected_negative for d in found], lw=1.0, color="tab:green", label="baseline (expected)")
+    counts.fill_between(times, [d.expected_negative for d in found], [d.negative_upper for d in found],
+                        color="tab:green", alpha=0.15, label="normal band of one window")
     counts.set_ylabel("count per interval")
+    counts.set_yscale("symlog", linthresh=10)
     if not series.counts_only:
         share = axes[1]
-        share.plot(times, [d.negative_ratio for d in found], lw=0.8, color="tab:purple", label="negative share")
-        share.plot(times[learnt], [d.baseline_ratio for d in found[learnt]], lw=1.0, color="tab:green",
-                   label="baseline share")
+        share.plot(times, [d.negative_ratio for d in found], lw=0.7, color="tab:purple", label="negative share")
+        share.plot(times, [d.baseline_ratio for d in found], lw=1.0, color="tab:green", label="baseline share")
         share.set_ylabel("share")
         share.legend(loc="upper left", fontsize=8)
-    score = axes[-1]
-    score.plot(times, [d.score for d in found], lw=0.8, color="black", label="anomaly score")
-    score.axhline(config.open_score, color="tab:red", ls="--", lw=0.8, label="open")
-    score.axhline(config.resolve_score, color="tab:orange", ls=":", lw=0.8, label="resolve")
-    score.set_ylim(-0.02, 1.02)
-    score.set_ylabel("score")
-    score.legend(loc="upper left", fontsize=8)
-    for start, end in _alert_spans(times, found):
+    evidence = axes[-1]
+    colours = ("lightgray", "tab:red", "tab:orange", "tab:olive", "tab:cyan")
+    for index, (name, colour) in enumerate(zip(SCALES, colours, strict=True)):
+        values = [d.surprise[index] if len(d.surprise) > index else 0.0 for d in found]
+        evidence.plot(times, values, lw=0.8 if index else 0.5, color=colour,
+                      label=name + (" (alone: never opens)" if index == 0 else ""))
+    evidence.axhline(config.open_surprise, color="black", ls="--", lw=0.8, label="opens an alert")
+    evidence.set_yscale("symlog", linthresh=1)
+    evidence.set_ylabel("evidence, -log10 p")
+    evidence.legend(loc="upper left", fontsize=7, ncol=3)
+    spans = _alert_spans(times, found)
+    for number, (start, end) in enumerate(spans, start=1):
         for axis in axes:
             axis.axvspan(start, end, color="tab:red", alpha=0.18, lw=0)
+        opened = found[times.index(start)]
+        strongest = max(range(1, len(opened.surprise)), key=lambda i: opened.surprise[i], default=0)
+        label = f"{number}: {SCALES[strongest]}" if opened.surprise else str(number)
+        evidence.annotate(label, (start, config.open_surprise), xytext=(0, 14), textcoords="offset points",
+                          fontsize=7, rotation=90, color="tab:red")
     counts.plot([], [], color="tab:red", alpha=0.3, lw=6, label="alert active")
     counts.legend(loc="upper left", fontsize=8)
-    counts.set_title(f"sentiwatch backtest: {len(points)} intervals, "
-                     f"{sum(1 for d in found if d.transition == 'open')} alerts")
+    counts.set_title(f"sentiwatch backtest: {len(points)} intervals, {len(spans)} alerts "
+                     "(numbered; each labelled with the time scale whose evidence opened it)")
     figure.autofmt_xdate()
     figure.tight_layout()
     try:

@@ -1,32 +1,39 @@
-"""Negative-spike detection on closed windows: pure code shared by the live worker and backtest.
+"""Negative-surge detection on closed windows: pure code shared by the live worker and the backtest.
 
-One call of `step` per closed tumbling window of one topic. Two tests run side by side against a
-baseline learned from the topic's own history:
+One call of `step` per closed tumbling window of one topic (docs/detector.md has the why and the
+figures). Two tests run side by side against a baseline learned from the topic's own history:
 
-* the negative *share*: is k of n negative unusually many given the baseline share p0?
-  (a binomial test widened by the share's learned extra variance, because real share wanders
-  more than pure sampling noise explains);
-* the negative *volume*: is k unusually large given the expected negative count λ? (a Poisson
-  test widened the same way; λ optionally follows a learned daily cycle).
+* the negative *volume*: is the negative count k unusually large for the expected count μ? μ is a
+  robust moving average (observations clipped before they are learned) times an hour-of-day and a
+  day-of-week profile learned online; the noise is negative-binomial (variance μ + φμ², φ learned
+  from clipped residuals, so bursts neither inflate it for good nor move the level much);
+* the negative *share*: is k of n unusually many for the baseline share p0 (binomial, widened by the
+  share's learned extra variance)?
 
-Each test gives z (how surprising: the signed root of the deviance, widened by the learned extra
-variance) and lift (how large: observed / expected). A test scores Φ(z − z_center) scaled down
-while the lift is under `min_lift`, so a tiny but "significant" wobble on a busy topic never
-fires. Both tests run on the window alone and on the pooled last `evidence_windows` windows (a
-moderate surge on a quiet topic is proven within a few windows); the window's score is the
-highest. Evidence from fewer than `min_volume` texts counts for nothing, and an alert only opens
-on a window of at least `min_volume` texts.
+Each test gives a tail probability p, used as surprise S = -log10 p (capped below `open_surprise`
+while observed / expected is under `min_lift`). Evidence is read at several time scales:
 
-An alert opens at `open_score`, is re-announced ("update") when its lift grows by
-`update_growth` or it turns critical (lift >= `critical_lift`), resolves after `resolve_windows`
-windows below `resolve_score` (hysteresis), and a `cooldown_windows` pause after it keeps one
-surge from opening twice. The baseline learns from every window, but an observation is clipped to
-`clip_z` standard deviations first and learning slows by `alert_learning_factor` while an alert
-is active: slow drifts move the baseline, a surge barely does, and a permanent level shift is
-eventually accepted instead of alerting forever.
+* short (three windows; ten minutes): is (nearly) every window of the span surprising on its own, and
+  does the newest still hold most of the recent peak? One retweet burst, or a cascade that decays,
+  never counts; a surge that holds does within three windows. A topic that bursts often must hold
+  for the full ten minutes;
+* long (an hour; `evidence_hours`): both tests on the pooled span less its top quarter of windows,
+  with the extra noise pooled as correlated (a slow drift is not a surge).
 
-With `total == negative` (a plain count series in `sentiwatch backtest`) the share is always 1,
-its test is silent, and the detector works on volume alone.
+The score is S² / (S² + c²) of the strongest scale, c set so that `open_score` is reached at
+`open_surprise`: graded, monotone, never 1, comparable across topics. A young baseline's own
+uncertainty widens the tests, so a new topic speaks as soon as its evidence is strong enough for what
+it knows (warm-up by evidence, not by a count of windows).
+
+An alert opens when the score reaches `open_score` on a window that is itself above normal, is
+re-announced ("update") when its lift grows by `update_growth` or it turns critical, and resolves
+after `resolve_windows` windows whose short-scale score is under `resolve_score`; then the pooled
+evidence is dropped (an event opens one alert) and a `cooldown_windows` pause follows. A level that
+stays out of the normal band for `level_shift_hours` is accepted as the new normal. An empty window
+on a topic that normally has texts is a producer outage, not calm: it neither teaches nor alerts.
+
+With `total == negative` (a plain count series in `sentiwatch backtest`) the share test is silent
+and the detector works on volume alone.
 """
 
 from __future__ import annotations
@@ -34,16 +41,36 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from statistics import NormalDist
+from collections.abc import Callable
 from typing import Any
 
 from sentiwatch.detector_config import DetectorConfig
 
+STATE_VERSION = 2
 HOURS_PER_DAY = 24
-# Floors that keep the tests defined on empty or brand-new baselines.
-_MIN_EXPECTED_COUNT = 0.5
+DAYS_PER_WEEK = 7
+# The live worker and the backtest both give the detector at most this many empty windows in a row
+# for a gap; the rest of a longer gap is skipped over (streamer/windows/tumbling.py, backtest.py).
+MAX_GAP_WINDOWS = 60
+# An empty window is an outage when the topic normally has at least this many texts per window.
+OUTAGE_EXPECTED_TEXTS = 5.0
+# Prior overdispersion of a new topic (a log-scale spread of about 0.3) and its weight in windows.
+_PRIOR_DISPERSION = 0.1
+_PRIOR_WINDOWS = 20.0
+_MIN_EXPECTED_COUNT = 0.05
 _MIN_REL_DISPERSION = 0.02**2
-_NORMAL = NormalDist()
+# At the short scales the newest window must hold this share of the last ten minutes' peak lift above 1.
+_HOLD_RATIO = 0.7
+# The baseline learns slowly while the short scales reach this share of open_surprise (or an alert is open).
+_PENDING = 1.0
+# How long the burst rate remembers (3 days).
+_BURST_MEMORY_SECONDS = 3 * 86400.0
+# A topic with more bursts a day than this (single windows at half open_surprise) is bursty.
+_BURSTS_PER_DAY = 1.0
+# A window itself is "above normal" when its own evidence reaches this surprise (p <= 0.1).
+_ITSELF_ABOVE = 1.0
+# Scale names, in the order of Detection.surprise.
+SCALES = ("window", "3 windows", "10 min", "1 h", "long")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,23 +90,28 @@ class WindowStats:
             raise ValueError(f"window of {self.topic!r}: window_end must be after window_start")
 
 
-@dataclasses.dataclass
-class DetectorState:
-    """What the detector remembers about one topic; plain numbers only, so it fits a Faust table."""
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What one window adds to a test: observed and expected counts, and the variances beyond sampling noise."""
 
-    windows: int = 0
-    # Baseline of the share: decayed sums of negatives and totals, p0 = share_negative / share_total.
-    share_negative: float = 0.0
-    share_total: float = 0.0
-    # Extra variance of the share beyond binomial noise, relative to p0² (may dip below 0; floored on use).
-    share_dispersion: float = 0.1**2
-    # Baseline of the negative count (deseasonalised when seasonality is on) and its extra variance / λ².
-    volume_level: float = 0.0
-    volume_dispersion: float = 0.1**2
-    # Hour-of-day multipliers of the negative volume (empty until seasonality is on); mean 1.
-    season: list[float] = dataclasses.field(default_factory=list)
-    # The last `evidence_windows` windows' evidence (see _Evidence), newest last.
-    recent: list[list[float]] = dataclasses.field(default_factory=list)
+    total: float
+    negative: float
+    volume_expected: float  # μ
+    volume_extra_var: float  # beyond Poisson: φμ² plus the baseline's own uncertainty
+    share_expected: float  # n · p0
+    share_extra_var: float  # beyond binomial
+    surprise: float = 0.0  # of the window on its own (the stronger test, after the min_lift cap)
+    lift: float = 1.0  # of that test
+
+    def to_list(self) -> list[float]:
+        return [self.total, self.negative, self.volume_expected, self.volume_extra_var, self.share_expected,
+                self.share_extra_var, self.surprise, self.lift]
+
+
+@dataclasses.dataclass
+class AlertState:
+    """The topic's alert: open or not, and what was last announced."""
+
     active: bool = False
     alert_id: str | None = None
     severity: str | None = None
@@ -87,228 +119,442 @@ class DetectorState:
     calm_windows: int = 0
     cooldown_left: int = 0
 
+
+@dataclasses.dataclass
+class DetectorState:
+    """What the detector remembers about one topic. `to_dict`/`from_dict` give a versioned plain dict
+    (JSON-able, for a Faust table); a dict of another version is migrated or refused by name."""
+
+    windows: int = 0  # windows learned from
+    # Moving averages (EWMA) of the negative count (deseasonalised), of all texts, and of the share's parts.
+    level: float = 0.0
+    total_level: float = 0.0
+    share_negative: float = 0.0
+    share_total: float = 0.0
+    # Extra variance beyond sampling noise, relative to the expected value squared (φ for the volume).
+    dispersion: float = _PRIOR_DISPERSION
+    share_dispersion: float = 0.1**2
+    # Hour-of-day and day-of-week multipliers of the volume, mean 1 (empty until used).
+    daily: list[float] = dataclasses.field(default_factory=list)
+    weekly: list[float] = dataclasses.field(default_factory=list)
+    # Evidence of the last windows (up to the longest scale), oldest first.
+    recent: list[Evidence] = dataclasses.field(default_factory=list)
+    # Windows in a row outside the normal band on one side (+ above, - below), and their mean log ratio.
+    shift_run: int = 0
+    shift_log_ratio: float = 0.0
+    # Moving average of how often a window alone is a burst (outside alerts): a bursty topic must show a
+    # surge for ten minutes, not three windows, before it counts as sustained.
+    burst_rate: float = 0.0
+    burst_run: int = 0  # windows in the current run of burst windows
+    alert: AlertState = dataclasses.field(default_factory=AlertState)
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["recent"] = [item.to_list() for item in self.recent]
+        data["version"] = STATE_VERSION
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorState:
-        known = {field.name for field in dataclasses.fields(cls)}
-        # Keys from a newer or older version are ignored rather than crashing a restarted worker.
-        return cls(**{key: value for key, value in data.items() if key in known})
+        version = data.get("version", 1)
+        if version == 1:
+            # The first detector's state: keep its baseline levels and an open alert (so it still resolves);
+            # the noise and the profiles are learned again.
+            alert = AlertState(active=bool(data.get("active")), alert_id=data.get("alert_id"),
+                               severity=data.get("severity"), reported_lift=float(data.get("reported_lift", 0.0)))
+            return cls(windows=int(data.get("windows", 0)), level=float(data.get("volume_level", 0.0)),
+                       share_negative=float(data.get("share_negative", 0.0)),
+                       share_total=float(data.get("share_total", 0.0)), alert=alert)
+        if version != STATE_VERSION:
+            raise ValueError(f"detector state version {version!r} is not one this worker knows ({STATE_VERSION})")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in fields}
+        values["recent"] = [Evidence(*item) for item in data.get("recent", [])]
+        values["alert"] = AlertState(**data.get("alert", {}))
+        values["daily"] = list(data.get("daily", []))
+        values["weekly"] = list(data.get("weekly", []))
+        return cls(**values)
 
 
 @dataclasses.dataclass(frozen=True)
 class Detection:
     """The detector's verdict on one window."""
 
-    score: float  # 0..1, continuous
+    score: float  # 0..1, monotone in the strongest evidence
     active: bool  # alert state after this window
     transition: str | None  # "open" | "update" | "resolved" | None
     severity: str | None  # "warning" | "critical" while active (and on the resolving window)
     alert_id: str | None  # stable for one surge (open/update/resolved share it)
     negative_ratio: float
     baseline_ratio: float
-    # Expected negative count for this window, and the count at which the volume test alone would open.
+    # Expected negative count for this window, and the count at which this window alone would reach open_surprise.
     expected_negative: float = 0.0
     negative_upper: float = 0.0
     lift: float = 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class _Evidence:
-    """What one window adds to a test: observed and expected negatives, and the variances around them."""
-
-    total: float
-    negative: float
-    share_expected: float  # n · p0
-    share_extra_var: float  # variance beyond binomial
-    volume_expected: float  # λ
-    volume_extra_var: float  # variance beyond Poisson
-
-    def plus(self, other: _Evidence) -> _Evidence:
-        return _Evidence(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)))
+    # Surprise (-log10 p, after the min_lift cap) at each of SCALES; what the plot shows per alert.
+    surprise: tuple[float, ...] = ()
+    outage: bool = False  # an empty window where texts were expected: ignored
 
 
 @dataclasses.dataclass(frozen=True)
 class _Test:
-    score: float
+    surprise: float
     lift: float
 
 
 def step(state: DetectorState | None, window: WindowStats, config: DetectorConfig) -> tuple[DetectorState, Detection]:
     """Score one closed window, advance the alert state machine, learn; returns a new state."""
     old = DetectorState() if state is None else state
-    new = dataclasses.replace(old, season=list(old.season), recent=[list(item) for item in old.recent])
+    new = dataclasses.replace(old, daily=list(old.daily), weekly=list(old.weekly), recent=list(old.recent),
+                              alert=dataclasses.replace(old.alert))
     n, k = window.total, window.negative
-    warmed = old.windows >= config.warmup_windows
-
+    seconds = window.window_end - window.window_start
+    season = _season_factor(new, window, config)
     p0 = (old.share_negative + 0.5) / (old.share_total + 1.0)
-    season_factor = _season_factor(new, window, config)
-    expected = max(old.volume_level * season_factor, _MIN_EXPECTED_COUNT)
-    current = _Evidence(
-        total=n, negative=k,
-        share_expected=n * p0, share_extra_var=(n * p0) ** 2 * max(old.share_dispersion, _MIN_REL_DISPERSION),
-        volume_expected=expected, volume_extra_var=expected**2 * max(old.volume_dispersion, _MIN_REL_DISPERSION),
-    )
-    # A surge too weak to prove in one window is proven over the last few: sum their evidence.
-    new.recent = (new.recent + [list(dataclasses.astuple(current))])[-config.evidence_windows:]
-    pooled = current
-    for item in new.recent[:-1]:
-        pooled = pooled.plus(_Evidence(*item))
-    # Evidence from fewer than min_volume texts is no evidence: it neither opens nor keeps an alert open.
-    tests = [_Test(0.0, 1.0)]
-    for evidence in (current, pooled) if len(new.recent) > 1 else (current,):
-        if warmed and evidence.total >= config.min_volume:
-            tests += [_share_test(evidence, config), _volume_test(evidence, config)]
-    strongest = max(tests, key=lambda test: (test.score, test.lift))
-    score = strongest.score
+    if old.windows == 0:
+        # Nothing to compare with yet: the first window only teaches.
+        _learn_first(new, window)
+        return new, Detection(0.0, new.alert.active, None, None, None, k / n if n else 0.0, p0, k, k, 1.0,
+                              (0.0,) * len(SCALES))
+    expected = max(old.level * season, _MIN_EXPECTED_COUNT)
+    if n == 0 and old.total_level * season >= OUTAGE_EXPECTED_TEXTS:
+        transition = _advance_alert(new, window, 0.0, 0.0, 1.0, False, config)
+        return new, _detection(new, transition, 0.0, _Test(0.0, 1.0), (0.0,) * len(SCALES), window, p0, expected,
+                               expected, outage=True)
 
-    transition = _advance_alert(new, window, score, strongest.lift, config)
-    share_sd = math.sqrt(n * p0 * (1 - p0) + current.share_extra_var)
-    volume_sd = math.sqrt(expected + current.volume_extra_var)
-    _learn(new, window, p0, share_sd, expected, volume_sd, season_factor, config)
-    new.windows = old.windows + 1
-
-    z_open = config.z_center + _NORMAL.inv_cdf(min(config.open_score, 0.999999))
-    detection = Detection(
-        score=round(score, 6),
-        active=new.active,
-        transition=transition,
-        severity=new.severity if new.active or transition == "resolved" else None,
-        alert_id=new.alert_id if new.active or transition == "resolved" else None,
-        negative_ratio=k / n if n else 0.0,
-        baseline_ratio=p0,
-        expected_negative=expected,
-        negative_upper=max(expected + z_open * volume_sd, expected * config.min_lift),
-        lift=strongest.lift,
+    learned = old.windows + _PRIOR_WINDOWS
+    dispersion = (max(old.dispersion, _MIN_REL_DISPERSION) * old.windows + _PRIOR_DISPERSION * _PRIOR_WINDOWS) / learned
+    effective = min(old.windows, _effective_windows(config.baseline_halflife_windows))
+    level_uncertainty = (1.0 / max(old.level, _MIN_EXPECTED_COUNT) + dispersion) / effective
+    share_uncertainty = p0 * (1 - p0) / max(old.share_total * effective, 1.0)
+    current = Evidence(
+        total=n, negative=k, volume_expected=expected,
+        volume_extra_var=expected**2 * (dispersion + level_uncertainty),
+        share_expected=n * p0,
+        share_extra_var=(n * p0) ** 2 * max(old.share_dispersion, _MIN_REL_DISPERSION) + n**2 * share_uncertainty,
     )
+    spans = _spans(seconds, config)
+    own = _own_test(current, config)
+    current = dataclasses.replace(current, surprise=own.surprise, lift=own.lift)
+    new.recent = (new.recent + [current])[-spans[-1]:]
+    by_scale = [own]
+    lookback = new.recent[-spans[1]:]
+    bursty = old.burst_rate * 86400.0 / seconds >= _BURSTS_PER_DAY
+    for index, span in enumerate(spans):
+        items = new.recent[-span:]
+        if len(items) < span or (index == 0 and bursty and spans[1] > span):
+            by_scale.append(_Test(0.0, 1.0))  # not enough history at this scale yet
+        elif index < 2:
+            by_scale.append(_sustained_test(items, lookback, config))
+        else:
+            by_scale.append(_pooled_test(items, config))
+    strongest = max(by_scale[1:], key=lambda test: (test.surprise, test.lift))
+    score = _score(strongest.surprise, config)
+    short = max(by_scale[:3], key=lambda test: test.surprise)
+    itself_above = own.surprise >= _ITSELF_ABOVE and own.lift > 1.0
+    transition = _advance_alert(new, window, score, _score(short.surprise, config), strongest.lift, itself_above,
+                                config)
     if transition == "resolved":
-        new.alert_id = None
-        new.severity = None
-    return new, detection
+        new.recent = []  # this event's evidence is spent: it must not reopen from the longer scales
+    volume_sd = math.sqrt(expected + current.volume_extra_var)
+    # While an alert is open or the short scales say something is going on, the baseline learns slowly.
+    pending = new.alert.active or short.surprise >= config.open_surprise * _PENDING
+    _learn(new, window, p0, current, volume_sd, season, pending, config)
+    _count_bursts(new, own, seconds, spans[1], config)
+    z_open = _z_for_surprise(config.open_surprise)
+    upper = max(expected + z_open * volume_sd, expected * config.min_lift)
+    return new, _detection(new, transition, score, strongest, tuple(round(t.surprise, 3) for t in by_scale),
+                           window, p0, expected, upper)
 
 
-def _share_test(evidence: _Evidence, config: DetectorConfig) -> _Test:
+def _detection(state: DetectorState, transition: str | None, score: float, strongest: _Test,
+               surprise: tuple[float, ...], window: WindowStats, p0: float, expected: float, upper: float,
+               outage: bool = False) -> Detection:
+    alert = state.alert
+    shown = alert.active or transition == "resolved"
+    detection = Detection(
+        score=round(score, 6), active=alert.active, transition=transition,
+        severity=alert.severity if shown else None, alert_id=alert.alert_id if shown else None,
+        negative_ratio=window.negative / window.total if window.total else 0.0, baseline_ratio=p0,
+        expected_negative=expected, negative_upper=upper, lift=strongest.lift, surprise=surprise, outage=outage)
+    if transition == "resolved":
+        alert.alert_id = None
+        alert.severity = None
+    return detection
+
+
+def _spans(seconds: float, config: DetectorConfig) -> list[int]:
+    """Windows per pooled scale: three windows, 10 minutes, an hour, evidence_hours (each at least the one before)."""
+    spans = [3]
+    for span_seconds in (600.0, 3600.0, config.evidence_hours * 3600.0):
+        spans.append(max(spans[-1], int(round(span_seconds / seconds))))
+    return spans
+
+
+def _sustained_test(items: list[Evidence], lookback: list[Evidence], config: DetectorConfig) -> _Test:
+    """Short scales: is (nearly) every window of the span surprising on its own?
+
+    The surprise is that of the window at the lowest third (the weakest for three), times the number
+    of windows at least that surprising, less the log of the ways to pick them: how unlikely it is
+    that so many windows are that high, if windows were independent. One burst, or two, never count;
+    a surge that holds does, quickly. The newest window
+    must still hold _HOLD_RATIO of the peak lift (above 1) of the `lookback` windows (the last ten minutes):
+    a retweet cascade has decayed by more than that, a surge holds.
+    """
+    if sum(item.total for item in items) < config.min_volume:
+        return _Test(0.0, 1.0)
+    peak = max(item.lift for item in lookback)
+    if items[-1].lift - 1.0 < _HOLD_RATIO * (peak - 1.0):
+        return _Test(0.0, 1.0)
+    held = len(items) - math.ceil(len(items) / 3) + 1  # windows at least as surprising as the weakest counted
+    weakest = sorted(items, key=lambda item: item.surprise)[len(items) - held]
+    surprise = max(held * weakest.surprise - math.log10(math.comb(len(items), held)), 0.0)
+    return _capped(surprise, sum(item.lift for item in items) / len(items), config)
+
+
+def _pooled_test(items: list[Evidence], config: DetectorConfig) -> _Test:
+    """Long scales: both tests on the span's evidence less its top quarter of windows (for each test its own)."""
+    tests = [_Test(0.0, 1.0)]
+    volume = _pooled(items, lambda e: e.negative - e.volume_expected)
+    if volume.total >= config.min_volume:
+        tests.append(_volume_test(volume, config))
+    share = _pooled(items, lambda e: e.negative - e.share_expected)
+    if share.total >= config.min_volume:
+        tests.append(_share_test(share, config))
+    return max(tests, key=lambda test: (test.surprise, test.lift))
+
+
+def _pooled(items: list[Evidence], excess: Callable[[Evidence], float]) -> Evidence:
+    """The span's evidence without its top quarter of windows by excess (at least one window).
+
+    The noise beyond sampling (overdispersion, the baseline's uncertainty) wanders slowly, so it is
+    pooled as fully correlated across the span: a drift of a few hours is not taken for a surge.
+    """
+    ranked = sorted(range(len(items)), key=lambda i: excess(items[i]), reverse=True)
+    kept = [items[i] for i in ranked[max(1, len(items) // 4):]]
+    return Evidence(
+        total=sum(e.total for e in kept), negative=sum(e.negative for e in kept),
+        volume_expected=sum(e.volume_expected for e in kept),
+        volume_extra_var=sum(math.sqrt(e.volume_extra_var) for e in kept) ** 2,
+        share_expected=sum(e.share_expected for e in kept),
+        share_extra_var=sum(math.sqrt(e.share_extra_var) for e in kept) ** 2)
+
+
+def _own_test(evidence: Evidence, config: DetectorConfig) -> _Test:
+    """The window's own evidence (no min_volume: it only says whether the window itself is above normal)."""
+    return max(_volume_test(evidence, config), _share_test(evidence, config), key=lambda t: (t.surprise, t.lift))
+
+
+def _share_test(evidence: Evidence, config: DetectorConfig) -> _Test:
     """Binomial test of the negatives among the texts against the baseline share."""
     n, k, expected = evidence.total, evidence.negative, evidence.share_expected
     if n <= 0 or expected <= 0 or k <= expected or expected >= n:
         return _Test(0.0, 1.0)
     p = expected / n
     deviance = 2 * (_xlogy(k, k / expected) + _xlogy(n - k, (n - k) / (n - expected)))
-    return _scored(deviance, n * p * (1 - p), evidence.share_extra_var, k / expected, config)
+    return _gated(deviance, n * p * (1 - p), evidence.share_extra_var, k / expected, config)
 
 
-def _volume_test(evidence: _Evidence, config: DetectorConfig) -> _Test:
-    """Poisson test of the negative count against the expected count."""
+def _volume_test(evidence: Evidence, config: DetectorConfig) -> _Test:
+    """Poisson test of the negative count, widened to the negative binomial."""
     k, expected = evidence.negative, evidence.volume_expected
     if expected <= 0 or k <= expected:
         return _Test(0.0, 1.0)
     deviance = 2 * (_xlogy(k, k / expected) - (k - expected))
-    return _scored(deviance, expected, evidence.volume_extra_var, k / expected, config)
+    return _gated(deviance, expected, evidence.volume_extra_var, k / expected, config)
 
 
-def _scored(deviance: float, sampling_var: float, extra_var: float, lift: float, config: DetectorConfig) -> _Test:
-    """Score from the signed-root deviance (accurate tails even at small counts), widened by the
-    learned extra variance, and gated by the lift."""
+def _gated(deviance: float, sampling_var: float, extra_var: float, lift: float, config: DetectorConfig) -> _Test:
+    """Surprise from the signed-root deviance (accurate tails even at small counts), widened by the extra
+    variance, and capped while the lift is under min_lift."""
     z = math.sqrt(max(deviance, 0.0) * sampling_var / (sampling_var + extra_var))
-    gate = min(1.0, (lift - 1.0) / (config.min_lift - 1.0))
-    return _Test(_NORMAL.cdf(z - config.z_center) * gate, lift)
+    return _capped(_surprise(z), lift, config)
+
+
+def _capped(surprise: float, lift: float, config: DetectorConfig) -> _Test:
+    """Too small to page anyone, however certain: below min_lift a test stays under open_surprise."""
+    if lift < config.min_lift:
+        surprise = min(surprise, 0.9 * config.open_surprise * max(lift - 1.0, 0.0) / (config.min_lift - 1.0))
+    return _Test(surprise, lift)
+
+
+def _surprise(z: float) -> float:
+    """-log10 of the upper normal tail at z, without underflow for large z."""
+    if z < 8.0:
+        return -math.log10(max(0.5 * math.erfc(z / math.sqrt(2.0)), 1e-300))
+    log_tail = -z * z / 2 - math.log(z) - 0.5 * math.log(2 * math.pi) + math.log1p(-1 / z**2 + 3 / z**4)
+    return -log_tail / math.log(10.0)
+
+
+def _z_for_surprise(surprise: float) -> float:
+    low, high = 0.0, 60.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _surprise(middle) < surprise else (low, middle)
+    return low
+
+
+def _score(surprise: float, config: DetectorConfig) -> float:
+    """S² / (S² + c²), c such that open_surprise maps to open_score: monotone, 0 at no evidence, never 1,
+    and low for the p ~ 0.01 that calm data shows every day."""
+    c2 = config.open_surprise**2 * (1 - config.open_score) / config.open_score
+    return surprise**2 / (surprise**2 + c2) if surprise > 0 else 0.0
 
 
 def _xlogy(x: float, ratio: float) -> float:
     return x * math.log(ratio) if x > 0 else 0.0
 
 
-def _advance_alert(state: DetectorState, window: WindowStats, score: float, lift: float,
-                   config: DetectorConfig) -> str | None:
+def _advance_alert(state: DetectorState, window: WindowStats, score: float, short_score: float, lift: float,
+                   itself_above: bool, config: DetectorConfig) -> str | None:
     """Open / update / resolve the topic's alert in place; returns the transition."""
+    alert = state.alert
     severity = "critical" if lift >= config.critical_lift else "warning"
-    if not state.active:
-        if state.cooldown_left > 0:
-            state.cooldown_left -= 1
+    if not alert.active:
+        if alert.cooldown_left > 0:
+            alert.cooldown_left -= 1
             return None
-        if score >= config.open_score and window.total >= config.min_volume:
-            state.active = True
-            state.alert_id = _alert_id(window)
-            state.severity = severity
-            state.reported_lift = lift
-            state.calm_windows = 0
+        if score >= config.open_score and itself_above:
+            state.alert = AlertState(active=True, alert_id=_alert_id(window), severity=severity, reported_lift=lift)
             return "open"
         return None
-    if score < config.resolve_score:
-        state.calm_windows += 1
-        if state.calm_windows >= config.resolve_windows:
-            state.active = False
-            state.calm_windows = 0
-            state.cooldown_left = config.cooldown_windows
+    if short_score < config.resolve_score:
+        alert.calm_windows += 1
+        if alert.calm_windows >= config.resolve_windows:
+            alert.active = False
+            alert.calm_windows = 0
+            alert.cooldown_left = config.cooldown_windows
             return "resolved"
         return None
-    state.calm_windows = 0
-    escalated = severity == "critical" and state.severity == "warning"
-    if score >= config.open_score and (escalated or lift >= state.reported_lift * config.update_growth):
-        state.severity = "critical" if escalated else state.severity
-        state.reported_lift = lift
+    alert.calm_windows = 0
+    escalated = severity == "critical" and alert.severity == "warning"
+    if score >= config.open_score and (escalated or lift >= alert.reported_lift * config.update_growth):
+        alert.severity = "critical" if escalated else alert.severity
+        alert.reported_lift = lift
         return "update"
     return None
 
 
-def _learn(state: DetectorState, window: WindowStats, p0: float, share_sd: float, expected: float,
-           volume_sd: float, season_factor: float, config: DetectorConfig) -> None:
-    """Fold the window into the baseline, robustly (clipped) and slowly while an alert is active."""
+def _count_bursts(state: DetectorState, own: _Test, seconds: float, short_windows: int,
+                  config: DetectorConfig) -> None:
+    """A run of burst windows (each alone at half open_surprise) that ends within ten minutes and opened
+    no alert was a burst, not a surge: it counts towards the topic's burst rate."""
+    if own.surprise >= config.open_surprise / 2 and own.lift >= config.min_lift:
+        state.burst_run += 1
+        return
+    ended = 0 < state.burst_run <= short_windows and not state.alert.active
+    state.burst_run = 0
+    state.burst_rate += _rate(_BURST_MEMORY_SECONDS / seconds) * (ended - state.burst_rate)
+
+
+def _learn_first(state: DetectorState, window: WindowStats) -> None:
+    state.level = float(window.negative)
+    state.total_level = float(window.total)
+    state.share_negative = float(window.negative)
+    state.share_total = float(window.total)
+    state.windows = 1
+
+
+def _learn(state: DetectorState, window: WindowStats, p0: float, current: Evidence, volume_sd: float, season: float,
+           pending: bool, config: DetectorConfig) -> None:
+    """Fold the window into the baseline: clipped (bursts barely move it), slowly while an alert is active."""
     n, k = window.total, window.negative
-    # The first windows are averaged plainly, so the baseline is usable right after warm-up.
-    first = 1.0 / (state.windows + 1)
-    factor = config.alert_learning_factor if state.active else 1.0
+    expected = current.volume_expected
+    first = 1.0 / (state.windows + 1)  # the first windows are averaged plainly
+    factor = config.alert_learning_factor if pending else 1.0
     alpha = max(_rate(config.baseline_halflife_windows), first) * factor
     beta = max(_rate(config.scale_halflife_windows), first) * factor
-    cold = state.windows == 0
 
+    radius = config.clip_z * volume_sd
+    k_volume = min(max(k, expected - radius), expected + radius)
+    state.level += alpha * (k_volume / season - state.level)
+    excess = ((k_volume - expected) ** 2 - expected) / expected**2
+    state.dispersion = max(state.dispersion + beta * (min(excess, config.clip_z**2) - state.dispersion), 0.0)
+    state.total_level += alpha * (min(n, 3 * state.total_level + 10) / season - state.total_level)
     if n:
-        k_share = k if cold else _clip(k, n * p0, config.clip_z * share_sd)
+        share_sd = math.sqrt(n * p0 * (1 - p0) + current.share_extra_var)
+        k_share = min(max(k, n * p0 - config.clip_z * share_sd), n * p0 + config.clip_z * share_sd)
         state.share_negative += alpha * (k_share - state.share_negative)
         state.share_total += alpha * (n - state.share_total)
-        if not cold:
-            binomial_var = n * p0 * (1 - p0)
-            excess = ((k_share - n * p0) ** 2 - binomial_var) / (n * p0) ** 2
-            state.share_dispersion += beta * (excess - state.share_dispersion)
+        share_excess = ((k_share - n * p0) ** 2 - n * p0 * (1 - p0)) / (n * p0) ** 2
+        state.share_dispersion = max(state.share_dispersion + beta * (share_excess - state.share_dispersion), 0.0)
+    if state.level > 0.5:
+        _learn_season(state, window, k_volume / season, season, factor, config)
+    _learn_shift(state, window, k, expected, volume_sd, season)
+    state.windows += 1
+    shift_windows = config.level_shift_hours * 3600.0 / (window.window_end - window.window_start)
+    if abs(state.shift_run) >= shift_windows:
+        # The new level held for level_shift_hours: accept it instead of alerting forever.
+        state.level *= math.exp(state.shift_log_ratio)
+        state.shift_run, state.shift_log_ratio = 0, 0.0
 
-    k_volume = k if cold else _clip(k, expected, config.clip_z * volume_sd)
-    state.volume_level += alpha * (k_volume / season_factor - state.volume_level)
-    if not cold:
-        excess = ((k_volume - expected) ** 2 - expected) / expected**2
-        state.volume_dispersion += beta * (excess - state.volume_dispersion)
-    if config.daily_seasonality and state.volume_level > _MIN_EXPECTED_COUNT and not cold:
-        _learn_season(state, window, k_volume / state.volume_level, season_factor, factor, config)
+
+def _learn_shift(state: DetectorState, window: WindowStats, k: float, expected: float, sd: float,
+                 season: float) -> None:
+    side = 1 if k > expected + 2 * sd else -1 if k < expected - 2 * sd else 0
+    if side == 0 or (state.shift_run and (side > 0) != (state.shift_run > 0)):
+        state.shift_run, state.shift_log_ratio = side, 0.0
+        if side == 0:
+            return
+    else:
+        state.shift_run += side
+    ratio = math.log((k + 0.5) / (expected + 0.5))
+    state.shift_log_ratio += (ratio - state.shift_log_ratio) / abs(state.shift_run)
 
 
 def _season_factor(state: DetectorState, window: WindowStats, config: DetectorConfig) -> float:
-    """Hour-of-day multiplier for this window, interpolated between hourly buckets (1 when off)."""
-    if not config.daily_seasonality:
-        return 1.0
-    if not state.season:
-        state.season = [1.0] * HOURS_PER_DAY
-    low, high, weight = _season_buckets(window)
-    return max((1 - weight) * state.season[low] + weight * state.season[high], 0.05)
+    """Hour-of-day (interpolated) times day-of-week multiplier for this window; 1 when off."""
+    seconds = window.window_end - window.window_start
+    factor = 1.0
+    if config.daily_seasonality and seconds <= 3600:
+        if not state.daily:
+            state.daily = [1.0] * HOURS_PER_DAY
+        low, high, weight = _hour_buckets(window)
+        factor *= (1 - weight) * state.daily[low] + weight * state.daily[high]
+    if config.weekly_seasonality and seconds <= 6 * 3600:
+        if not state.weekly:
+            state.weekly = [1.0] * DAYS_PER_WEEK
+        factor *= state.weekly[_weekday(window)]
+    return max(factor, 0.05)
 
 
-def _learn_season(state: DetectorState, window: WindowStats, ratio: float, current: float, factor: float,
+def _learn_season(state: DetectorState, window: WindowStats, ratio_to_level: float, current: float, factor: float,
                   config: DetectorConfig) -> None:
     windows_per_hour = 3600.0 / (window.window_end - window.window_start)
-    beta = _rate(config.seasonality_halflife_days * max(windows_per_hour, 1.0)) * factor
-    low, high, weight = _season_buckets(window)
-    error = min(ratio, 10.0) - current
-    state.season[low] += beta * (1 - weight) * error
-    state.season[high] += beta * weight * error
-    mean = sum(state.season) / HOURS_PER_DAY
-    state.season = [max(value / mean, 0.05) for value in state.season]
+    ratio = min(ratio_to_level * current / max(state.level, 1e-9), 10.0)  # observed / deseasonalised level
+    if state.daily:
+        beta = _rate(config.seasonality_halflife_days * max(windows_per_hour, 1.0)) * factor
+        low, high, weight = _hour_buckets(window)
+        day_part = state.weekly[_weekday(window)] if state.weekly else 1.0
+        error = ratio / day_part - ((1 - weight) * state.daily[low] + weight * state.daily[high])
+        state.daily[low] += beta * (1 - weight) * error
+        state.daily[high] += beta * weight * error
+        mean = sum(state.daily) / HOURS_PER_DAY
+        state.daily = [max(value / mean, 0.05) for value in state.daily]
+    if state.weekly:
+        # Each weekday's bucket learns from that day's windows only: the same half-life in its own days.
+        beta = _rate(config.seasonality_halflife_days * max(windows_per_hour, 1.0) * HOURS_PER_DAY) * factor
+        day = _weekday(window)
+        hour_part = 1.0
+        if state.daily:
+            low, high, weight = _hour_buckets(window)
+            hour_part = (1 - weight) * state.daily[low] + weight * state.daily[high]
+        state.weekly[day] += beta * (ratio / hour_part - state.weekly[day])
+        mean = sum(state.weekly) / DAYS_PER_WEEK
+        state.weekly = [max(value / mean, 0.05) for value in state.weekly]
 
 
-def _season_buckets(window: WindowStats) -> tuple[int, int, float]:
+def _hour_buckets(window: WindowStats) -> tuple[int, int, float]:
     """The two hourly buckets around the window's midpoint (UTC) and the weight of the later one."""
     middle = (window.window_start + window.window_end) / 2
     position = (middle % 86400.0) / 3600.0 - 0.5  # bucket h is centred on h:30
     low = math.floor(position)
     return low % HOURS_PER_DAY, (low + 1) % HOURS_PER_DAY, position - low
+
+
+def _weekday(window: WindowStats) -> int:
+    """0 = Monday, UTC (1970-01-01 was a Thursday)."""
+    return int(((window.window_start + window.window_end) / 2 // 86400.0 + 3) % DAYS_PER_WEEK)
 
 
 def _alert_id(window: WindowStats) -> str:
@@ -321,5 +567,7 @@ def _rate(halflife: float) -> float:
     return 1.0 - 0.5 ** (1.0 / halflife)
 
 
-def _clip(value: float, centre: float, radius: float) -> float:
-    return min(max(value, centre - radius), centre + radius)
+def _effective_windows(halflife: float) -> float:
+    """Windows an EWMA of this half-life effectively averages (its weights' sum squared over sum of squares)."""
+    rate = _rate(halflife)
+    return (2 - rate) / rate
