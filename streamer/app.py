@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
+import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,12 @@ import faust
 
 from sentiwatch.config import Settings
 from sentiwatch.streamer.inference.reload import serving_slot
-from sentiwatch.streamer.kafka.connection import faust_broker_url, faust_credentials
+from sentiwatch.streamer.kafka.connection import faust_broker_url, faust_credentials, topic_configs
+from sentiwatch.streamer.kafka.credential_watch import CHECK_SECONDS, CredentialWatch
 from sentiwatch.streamer.kafka.faust_tuning import use_tuned_consumer
 from sentiwatch.streamer.ops.lag import LAG_INTERVAL_SECONDS, LagMeter
 from sentiwatch.streamer.ops.metrics import WorkerMetrics
-from sentiwatch.streamer.ops.status import Progress, status_document
+from sentiwatch.streamer.ops.status import Progress, readiness, status_document
 from sentiwatch.streamer.quality.feedback import FeedbackMetrics
 from sentiwatch.streamer.quality.feedback_agent import FeedbackAgent
 from sentiwatch.streamer.quality.live import LiveQuality
@@ -35,6 +39,8 @@ from sentiwatch.streamer.scoring.stage import Scorer
 from sentiwatch.streamer.scoring.topics import TopicCap
 from sentiwatch.streamer.windows.agent import TopicKeyed, WindowAgent
 from sentiwatch.streamer.windows.stage import WindowStage
+
+log = logging.getLogger(__name__)
 
 # Prometheus' text format; aiohttp refuses a charset parameter here (UTF-8 is the format's default).
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -54,7 +60,7 @@ class Worker:
 def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str]) -> Worker:
     # The app.
     app = faust_app(settings)
-    use_tuned_consumer(app)
+    use_tuned_consumer(app, settings.kafka_fetch_max_wait_ms)
 
     # Its topics.
     partitions = settings.topic_partitions
@@ -65,7 +71,8 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     review = app.topic(settings.review_topic, partitions=partitions)
 
     # Its tables: bytes keys are serialized raw, the same bytes as the scored record's key, so the same partition.
-    table_options: dict[str, Any] = {"partitions": partitions, "use_partitioner": True, "key_type": bytes}
+    table_options: dict[str, Any] = {"partitions": partitions, "use_partitioner": True, "key_type": bytes,
+                                     "extra_topic_configs": topic_configs(settings)}  # min.insync.replicas
     windows_table = TopicKeyed(app.Table("windows", default=None, **table_options))
     status_table = TopicKeyed(app.Table("topic-status", default=None, **table_options))
     feedback_table = app.Table("feedback", default=None, **table_options)  # id -> the latest analyst label
@@ -74,7 +81,7 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     metrics = WorkerMetrics()
     metrics.model_info.labels(**model_info).set(1)
     progress = Progress(settings.liveness_stall_seconds)
-    topic_cap = TopicCap(settings.topic_cap, preferred=settings.watchlist)
+    topic_cap = TopicCap(settings.topic_cap, preferred=settings.watchlist, allowlist=settings.topic_allowlist)
     # The model in use: a new bundle at the bundle path is switched to between two batches (inference/reload.py).
     # Each scored batch also feeds languages, drift, feedback's recent labels and review (quality/live.py).
     quality = LiveQuality(settings, metrics.registry)
@@ -117,8 +124,21 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
             for value in quality.take_review():
                 await review.send(value=value)
 
+    # Rotated Kafka credentials (a mounted Secret the kubelet updated): stop gracefully, offsets committed, so that
+    # the supervisor restarts the worker with them (Faust and aiokafka read credentials once).
+    credentials = CredentialWatch.from_settings(settings)
+    if credentials.paths:
+        @app.timer(interval=CHECK_SECONDS)
+        async def watch_credentials() -> None:
+            changed = await asyncio.to_thread(credentials.changed)
+            if changed:
+                log.warning("Kafka credentials changed (%s): stopping gracefully to restart with them",
+                            ", ".join(changed))
+                os.kill(os.getpid(), signal.SIGTERM)
+
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: faust.App, revoked: set[Any], **_: Any) -> None:
+        metrics.rebalances.inc()  # every rebalance, the first join included, revokes (possibly nothing) first
         window_stage.forget_topics()
 
     # Web pages (Faust's own are off: its table pages would show stored example texts).
@@ -136,6 +156,12 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
         healthy, reason = progress.liveness()
         return web.json({"healthy": healthy, "reason": reason}, status=200 if healthy else 503)
 
+    @app.page("/ready")
+    async def ready_page(web: Any, request: Any) -> Any:
+        ready, reason = readiness(assigned=app.tables.recovery.completed.is_set(), rebalancing=app.rebalancing,
+                                  recovered=not app.in_recovery)
+        return web.json({"ready": ready, "reason": reason}, status=200 if ready else 503)
+
     return Worker(app, metrics, progress, score_agent, window_stage)
 
 
@@ -150,7 +176,10 @@ def faust_app(settings: Settings) -> faust.App:
         # Idempotent/transactional producers are not available everywhere (the embedded broker).
         processing_guarantee="at_least_once",
         topic_partitions=settings.topic_partitions,
-        consumer_auto_offset_reset="earliest",
+        # Faust's changelog topics, replicated like the topics the worker creates (kafka/connection.py, for_cluster).
+        topic_replication_factor=settings.kafka_replication_factor or 1,
+        # Where a group with no committed offset begins (a first install): earliest or latest.
+        consumer_auto_offset_reset=settings.start_at,
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -160,8 +189,9 @@ def faust_app(settings: Settings) -> faust.App:
         web_graph_enabled=False,
         web_stats_enabled=False,
         store="memory://",
-        # Standby copies would put peers' topics into this worker's tables.
-        table_standby_replicas=0,
+        # Standby copies put peers' topics into this worker's tables: safe while the window stage reads only the
+        # topics it owns (WindowStage.owned_topics, filled from its own partitions' records). 0 by default.
+        table_standby_replicas=settings.table_standby_replicas,
         autodiscover=False,
         # Not the working directory: the container's root filesystem is read-only.
         datadir=Path(tempfile.gettempdir()) / f"sentiwatch-faust-{settings.consumer_group}",

@@ -16,6 +16,10 @@ from pathlib import Path
 
 from sentiwatch.config import Settings
 
+# How often the worker looks. The kubelet itself syncs mounted Secrets only every minute or so, so looking more
+# often gains nothing; less often delays the switch to a renewed certificate.
+CHECK_SECONDS = 10.0
+
 
 @dataclasses.dataclass
 class CredentialWatch:
