@@ -125,7 +125,8 @@ def test_worker_serves_probes_and_metrics_on_its_web_port(case: str, request: py
     (port,) = worker["ports"]
     assert port["name"] == "web" and str(port["containerPort"]) == env["SENTIWATCH_WEB_PORT"]
     assert worker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "web"}
-    assert worker["readinessProbe"]["httpGet"] == {"path": "/status", "port": "web"}
+    # /ready: partitions assigned, tables recovered, no rebalance (/status always answers 200).
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "web"}
     assert worker["startupProbe"]["httpGet"]["port"] == "web"
     service = rendered.one("Service")
     assert service["spec"]["ports"][0]["targetPort"] == "web"
@@ -135,6 +136,16 @@ def test_worker_serves_probes_and_metrics_on_its_web_port(case: str, request: py
     volume = next(v for v in _pod(rendered)["volumes"] if v["name"] == mount["name"])
     config = next(c for c in rendered.kind("ConfigMap") if c["metadata"]["name"] == volume["configMap"]["name"])
     assert isinstance(json.loads(config["data"][config_file]), dict)
+
+
+def test_probe_paths_are_pages_the_worker_serves(default: Rendered) -> None:
+    """Read from the worker's own page declarations, so a renamed page cannot leave a probe failing forever."""
+    import re
+
+    pages = set(re.findall(r'@app\.page\("([^"]+)"\)', (REPO_ROOT / "streamer" / "app.py").read_text()))
+    (worker,) = _pod(default)["containers"]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert worker[probe]["httpGet"]["path"] in pages, (probe, sorted(pages))
 
 
 def test_worker_settings_load_from_the_rendered_config_and_environment(production: Rendered, tmp_path: Path) -> None:
