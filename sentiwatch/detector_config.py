@@ -23,7 +23,7 @@ class DetectorConfig:
     # How fast the learned noise level (overdispersion) follows the topic (in windows); slower than the baseline.
     scale_halflife_windows: float = 240.0
     # Surprise (-log10 of the tail probability of the evidence) at which the score reaches open_score.
-    open_surprise: float = 10.0
+    open_surprise: float = 9.0
     # Observed / expected must reach this for a test to count fully; below it the surprise is scaled down.
     min_lift: float = 1.5
     open_score: float = 0.9

@@ -9,9 +9,10 @@ Each topic has its own watermark. A topic's records reach its window stage from 
 *slowest* active source's newest event time: a fast partition must not close windows that a slower
 one is still filling (a replay of history at full speed would otherwise make most records late).
 A source that sent nothing for `idle_seconds` of wall-clock time stops holding the watermark back,
-and while a topic receives nothing at all its watermark follows the wall clock, so its windows still
-close. A window [start, start + size) closes once the watermark passes its end plus the allowed
-lateness; a record for a window that has already closed is late: counted, never merged.
+and once the topic's watermark has not moved for `idle_seconds` (whether records stopped or only old
+ones arrive) it follows the wall clock, so its windows still close. A window [start, start + size)
+closes once the watermark passes its end plus the allowed lateness; a record for a window that
+has already closed is late: counted, never merged.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sentiwatch.streamer.detection import detector
+
 # Distinct negative terms kept per window; bounded so a flood of unique words cannot grow the state.
 MAX_TERMS_PER_WINDOW = 500
-# Longest run of silent windows closed as empty windows after a gap (the rest of the gap is skipped).
-MAX_GAP_WINDOWS = 60
+# Longest run of silent windows closed as empty windows after a gap (the rest of the gap is skipped): the
+# detector's rule, shared with `sentiwatch backtest` so that both give the detector the same windows.
+MAX_GAP_WINDOWS = detector.MAX_GAP_WINDOWS
 # A redelivered record is at most a commit interval behind the newest one counted from its source (a few
 # seconds of input). An offset further behind than this means the input topic was recreated and its
 # offsets started again: such a record is new, and counting restarts from it.
