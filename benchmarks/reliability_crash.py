@@ -73,6 +73,8 @@ def topic_env(name: str) -> dict[str, str]:
     return {"SENTIWATCH_INPUT_TOPIC": f"{name}.texts", "SENTIWATCH_SCORED_TOPIC": f"{name}.scored",
             "SENTIWATCH_DLQ_TOPIC": f"{name}.dlq", "SENTIWATCH_ALERTS_TOPIC": f"{name}.alerts",
             "SENTIWATCH_CONSUMER_GROUP": name, "SENTIWATCH_BATCH_MAX": "64",
+            # Producer topics get their own windows only when configured (streamer/scoring/topics.py).
+            "SENTIWATCH_TOPIC_ALLOWLIST": json.dumps(TOPICS),
             "SENTIWATCH_BATCH_WITHIN_SECONDS": "0.05", "SENTIWATCH_LONG_WINDOW_SECONDS": "3600",
             # A stuck worker exits after this long (watchdog) and is started again (`supervise`).
             "SENTIWATCH_LIVENESS_STALL_SECONDS": "25"}

@@ -15,7 +15,7 @@ import socket
 
 from sentiwatch.config import Settings, load_settings
 from sentiwatch.errors import ConfigError
-from sentiwatch.streamer.kafka.connection import ensure_topics, security_from_settings
+from sentiwatch.streamer.kafka.connection import ensure_topics, security_from_settings, settings_for_cluster
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ def run_stream(settings: Settings) -> int:
     asyncio.set_event_loop(loop)
     topics = [settings.input_topic, settings.scored_topic, settings.dlq_topic, settings.alerts_topic,
               settings.feedback_topic] + ([settings.review_topic] if settings.review_per_minute > 0 else [])
+    # Automatic Kafka settings (replication, fetch wait) follow the cluster (kafka/connection.py, for_cluster).
+    settings = loop.run_until_complete(settings_for_cluster(settings))
     partitions = loop.run_until_complete(ensure_topics(settings, topics))
     # Window state is partitioned like the scored topic (see sentiwatch.streamer.app); a mismatch would scatter it.
     if partitions.get(settings.scored_topic) != settings.topic_partitions:

@@ -43,6 +43,10 @@ def test_a_record_too_large_once_scored_is_dead_lettered_and_nothing_else_is_los
             "SENTIWATCH_BATCH_WITHIN_SECONDS": "0.05"})
         try:
             worker.wait_ready()
+            deadline = time.monotonic() + 30  # readiness: partitions assigned and tables recovered
+            while http_get(worker.url + "/ready")[0] != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert json.loads(http_get(worker.url + "/ready")[1]) == {"ready": True, "reason": "ok"}
             first = [record(i) for i in range(20)] + [record(20, big=True)] + [record(i) for i in range(21, 41)]
             assert len(first[20][1]) == 999_990
             produce(brokers, "sentiwatch.texts", first)

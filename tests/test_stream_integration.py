@@ -159,7 +159,9 @@ def test_worker_scores_windows_dead_letters_and_reports(brokers, tiny_bundle_dir
 def test_two_workers_share_the_partitions(brokers, tiny_bundle_dir, tmp_path):
     env = {"SENTIWATCH_INPUT_TOPIC": "scale.texts", "SENTIWATCH_SCORED_TOPIC": "scale.scored",
            "SENTIWATCH_DLQ_TOPIC": "scale.dlq", "SENTIWATCH_ALERTS_TOPIC": "scale.alerts",
-           "SENTIWATCH_CONSUMER_GROUP": "scale", "SENTIWATCH_BATCH_WITHIN_SECONDS": "0.05"}
+           "SENTIWATCH_CONSUMER_GROUP": "scale", "SENTIWATCH_BATCH_WITHIN_SECONDS": "0.05",
+           # Producer topics get their own windows only when listed (streamer/scoring/topics.py).
+           "SENTIWATCH_TOPIC_ALLOWLIST": json.dumps([f"t{i}" for i in range(16)])}
     first = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "first.log", env)
     second = WorkerProcess(tiny_bundle_dir, brokers, tmp_path / "second.log", env)
     try:
