@@ -72,3 +72,34 @@ def test_readiness_waits_for_the_assignment_and_recovered_tables():
     assert readiness(assigned=True, rebalancing=True, recovered=True) == (False, "rebalancing")
     assert readiness(assigned=True, rebalancing=False, recovered=False) == (False, "recovering tables")
     assert readiness(assigned=True, rebalancing=False, recovered=True) == (True, "ok")
+
+
+def test_lag_of_a_partition_with_nothing_processed_counts_from_its_committed_offset():
+    """Seen in a takeover here: a survivor that fetched its new partitions to the end but processed nothing read
+    lag 0 (the consumer's fetch position), healthy, so the watchdog never restarted it. The consumer below is a
+    stand-in for Faust's (which needs a broker): assignment, committed offset, fetch position, high-water."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from sentiwatch.streamer.ops.lag import LagMeter
+    from sentiwatch.streamer.ops.metrics import WorkerMetrics
+
+    texts = [SimpleNamespace(topic="texts", partition=p) for p in (0, 1)]
+
+    class Consumer:
+        def assignment(self):
+            return texts
+
+        def committed_position(self, tp):
+            return {0: 40, 1: None}[tp.partition]  # partition 1: nothing committed yet
+
+        async def position(self, tp):
+            return 500  # fetched to the end
+
+        def highwater(self, tp):
+            return 500
+
+    progress = Progress(stall_seconds=60)
+    meter = LagMeter(SimpleNamespace(consumer=Consumer()), "texts", progress, WorkerMetrics())
+    asyncio.run(meter.measure())
+    assert progress.lag == {0: 460, 1: 0}

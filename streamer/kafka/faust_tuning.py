@@ -137,6 +137,11 @@ class _Consumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._seek_epochs = SeekEpochs()
 
+    def committed_position(self, tp: TP) -> int | None:
+        """The partition's committed offset as this consumer last knew it (None: nothing committed yet); the
+        lag meter counts from it (ops/lag.py)."""
+        return self._committed_offset.get(tp)
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
