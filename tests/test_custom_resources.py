@@ -216,3 +216,56 @@ def test_vendored_sources_are_recorded() -> None:
     for path in CRDS.glob("*.yaml"):
         assert path.name in sources, f"tests/crds/SOURCES.md does not say where {path.name} comes from"
     assert json.dumps(sorted(crd_schemas()))  # every file parsed
+
+
+# --- the alert sink ------------------------------------------------------------------------------------------
+
+def test_alert_sink_deployment_reads_alerts_like_the_worker_and_is_never_selected_as_one() -> None:
+    import kubernetes_validate
+
+    from tests.test_helm_chart import KUBE_VERSIONS
+
+    values = {**SCRAM, "alertsSink": {"enabled": True, "lokiUrl": "http://loki.monitoring:3100"}}
+    rendered = render(values)
+    sink = next(d for d in rendered.kind("Deployment") if d["metadata"]["name"].endswith("-alerts-sink"))
+    worker = next(d for d in rendered.kind("Deployment") if d is not sink)
+    for obj in (sink, *rendered.kind("NetworkPolicy")):
+        for version in KUBE_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+    (container,) = sink["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["alerts-sink", "--start-at", "earliest", "--loki", "http://loki.monitoring:3100"]
+    from sentiwatch.cli import build_parser
+
+    parsed = build_parser().parse_args(container["args"])  # the image's entrypoint is `sentiwatch`
+    assert (parsed.command, parsed.loki, parsed.start_at) == ("alerts-sink", "http://loki.monitoring:3100", "earliest")
+    # The same Kafka connection as the worker (credentials, CA), nothing of the worker's web or bundle.
+    sink_env, worker_env = _env(container), _env(worker["spec"]["template"]["spec"]["containers"][0])
+    kafka = {k: v for k, v in worker_env.items() if k.startswith(("SENTIWATCH_KAFKA_", "SENTIWATCH_BROKERS"))}
+    assert kafka and kafka.items() <= sink_env.items()
+    assert "SENTIWATCH_BUNDLE" not in sink_env
+    # The worker's selectors (Service, PDB, NetworkPolicy, ServiceMonitor-by-Service) never match the sink's pods.
+    sink_labels = sink["spec"]["template"]["metadata"]["labels"]
+    selectors = [rendered.one("Service")["spec"]["selector"],
+                 rendered.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+                 worker["spec"]["selector"]["matchLabels"]]
+    selectors += [p["spec"]["podSelector"]["matchLabels"] for p in rendered.kind("NetworkPolicy")
+                  if p["metadata"]["name"] == worker["metadata"]["name"]]
+    for selector in selectors:
+        assert not selector.items() <= sink_labels.items(), selector
+    policy = next(p for p in rendered.kind("NetworkPolicy") if p["metadata"]["name"] == sink["metadata"]["name"])
+    assert policy["spec"]["ingress"] == []
+    assert {"port": 3100, "protocol": "TCP"} in [port for rule in policy["spec"]["egress"] for port in rule["ports"]]
+    # The KafkaUser lets it read the alerts with its own group.
+    acls = [(a["resource"]["type"], a["resource"]["name"], tuple(a["operations"]))
+            for a in rendered.one("KafkaUser")["spec"]["authorization"]["acls"]]
+    assert ("topic", "sentiwatch.alerts", ("Read", "Describe")) in acls
+    assert ("group", "opinions-alerts-sink", ("Read", "Describe")) in acls
+    for obj in custom(rendered):
+        validate(obj)
+
+
+def test_alert_sink_without_loki_writes_json_lines_to_stdout() -> None:
+    rendered = render({"alertsSink": {"enabled": True}})
+    sink = next(d for d in rendered.kind("Deployment") if d["metadata"]["name"].endswith("-alerts-sink"))
+    assert sink["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == ["--out", "-"]
+    assert not [d for d in render({}).kind("Deployment") if d["metadata"]["name"].endswith("-alerts-sink")]

@@ -27,6 +27,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: sentiwatch
 {{- end -}}
 
+{{/* The alert sink's pods: another name label, so the worker's selectors never match them. */}}
+{{- define "sentiwatch.alertsSinkSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "sentiwatch.name" . }}-alerts-sink
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "sentiwatch.alertsSinkLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "sentiwatch.alertsSinkSelectorLabels" . }}
+app.kubernetes.io/component: alerts-sink
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sentiwatch
+{{- end -}}
+
 {{- define "sentiwatch.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "sentiwatch.fullname" .) .Values.serviceAccount.name -}}
@@ -175,4 +190,95 @@ the KafkaUser's name) and strimzi.cluster (the cluster CA in <cluster>-cluster-c
 
 {{- define "sentiwatch.tlsEnabled" -}}
 {{- if has .Values.kafka.securityProtocol (list "SSL" "SASL_SSL") }}true{{ end -}}
+{{- end -}}
+
+{{/* The Kafka connection of a pod (the worker, the alert sink): environment, mounts and Secret volumes. */}}
+{{- define "sentiwatch.kafkaEnv" -}}
+{{- $sasl := include "sentiwatch.saslEnabled" . -}}
+{{- $tls := include "sentiwatch.tlsEnabled" . -}}
+{{- $auth := include "sentiwatch.kafkaAuth" . | fromJson }}
+- name: SENTIWATCH_KAFKA_SECURITY_PROTOCOL
+  value: {{ .Values.kafka.securityProtocol | quote }}
+{{- if $sasl }}
+- name: SENTIWATCH_KAFKA_SASL_MECHANISM
+  value: {{ .Values.kafka.sasl.mechanism | quote }}
+- name: SENTIWATCH_KAFKA_SASL_USERNAME
+  {{- if $auth.username }}
+  value: {{ $auth.username | quote }}
+  {{- else }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $auth.saslSecret }}
+      key: {{ $auth.usernameKey }}
+  {{- end }}
+# A file in a mounted Secret: the kubelet updates it when the Secret changes (rotation).
+- name: SENTIWATCH_KAFKA_SASL_PASSWORD_FILE
+  value: /var/run/secrets/sentiwatch/kafka-sasl/password
+{{- end }}
+{{- if and $tls $auth.caSecret }}
+- name: SENTIWATCH_KAFKA_SSL_CAFILE
+  value: /var/run/secrets/sentiwatch/kafka-tls/ca.crt
+{{- end }}
+{{- if and $tls $auth.certSecret }}
+- name: SENTIWATCH_KAFKA_SSL_CERTFILE
+  value: /var/run/secrets/sentiwatch/kafka-client/tls.crt
+- name: SENTIWATCH_KAFKA_SSL_KEYFILE
+  value: /var/run/secrets/sentiwatch/kafka-client/tls.key
+{{- end }}
+{{- end -}}
+
+{{- define "sentiwatch.kafkaMounts" -}}
+{{- $sasl := include "sentiwatch.saslEnabled" . -}}
+{{- $tls := include "sentiwatch.tlsEnabled" . -}}
+{{- $auth := include "sentiwatch.kafkaAuth" . | fromJson }}
+{{- if $sasl }}
+- name: kafka-sasl
+  mountPath: /var/run/secrets/sentiwatch/kafka-sasl
+  readOnly: true
+{{- end }}
+{{- if and $tls $auth.caSecret }}
+- name: kafka-tls
+  mountPath: /var/run/secrets/sentiwatch/kafka-tls
+  readOnly: true
+{{- end }}
+{{- if and $tls $auth.certSecret }}
+- name: kafka-client
+  mountPath: /var/run/secrets/sentiwatch/kafka-client
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "sentiwatch.kafkaVolumes" -}}
+{{- $sasl := include "sentiwatch.saslEnabled" . -}}
+{{- $tls := include "sentiwatch.tlsEnabled" . -}}
+{{- $auth := include "sentiwatch.kafkaAuth" . | fromJson }}
+{{- if $sasl }}
+- name: kafka-sasl
+  secret:
+    secretName: {{ $auth.saslSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $auth.passwordKey }}
+        path: password
+{{- end }}
+{{- if and $tls $auth.caSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ $auth.caSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $auth.caKey }}
+        path: ca.crt
+{{- end }}
+{{- if and $tls $auth.certSecret }}
+- name: kafka-client
+  secret:
+    secretName: {{ $auth.certSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ required "kafka.tls.certKey: a client certificate Secret needs the certificate's key" $auth.certKey }}
+        path: tls.crt
+      - key: {{ required "kafka.tls.keyKey: a client certificate needs its key" $auth.keyKey }}
+        path: tls.key
+{{- end }}
 {{- end -}}
