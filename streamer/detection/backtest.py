@@ -237,6 +237,7 @@ def plot_backtest(path: Path, series: Series, detections: list[Detection], confi
                         color="tab:green", alpha=0.15, label="normal band of one window")
     counts.set_ylabel("count per interval")
     counts.set_yscale("symlog", linthresh=10)
+    counts.set_ylim(bottom=0)
     if not series.counts_only:
         share = axes[1]
         share.plot(times, [d.negative_ratio for d in found], lw=0.7, color="tab:purple", label="negative share")
@@ -251,6 +252,7 @@ def plot_backtest(path: Path, series: Series, detections: list[Detection], confi
                       label=name + (" (alone: never opens)" if index == 0 else ""))
     evidence.axhline(config.open_surprise, color="black", ls="--", lw=0.8, label="opens an alert")
     evidence.set_yscale("symlog", linthresh=1)
+    evidence.set_ylim(bottom=0)
     evidence.set_ylabel("evidence, -log10 p")
     evidence.legend(loc="upper left", fontsize=7, ncol=3)
     spans = _alert_spans(times, found)
