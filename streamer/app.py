@@ -73,8 +73,8 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
     # Its tables: bytes keys are serialized raw, the same bytes as the scored record's key, so the same partition.
     table_options: dict[str, Any] = {"partitions": partitions, "use_partitioner": True, "key_type": bytes,
                                      "extra_topic_configs": topic_configs(settings)}  # min.insync.replicas
-    windows_table = TopicKeyed(app.Table("windows", default=None, **table_options))
-    status_table = TopicKeyed(app.Table("topic-status", default=None, **table_options))
+    # One entry per topic holds all its window and detector state (WindowStage's TopicState): one write per batch.
+    topic_states = TopicKeyed(app.Table("topic-state", default=None, **table_options))
     feedback_table = app.Table("feedback", default=None, **table_options)  # id -> the latest analyst label
 
     # The stages the agents, timers and pages call.
@@ -95,7 +95,7 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
         # send_soon: the window stage is synchronous; the commit flushes the producer before offsets move.
         alerts.send_soon(key=topic.encode("utf-8"), value=json.dumps(event, ensure_ascii=False).encode("utf-8"))
 
-    window_stage = WindowStage(settings, metrics, windows_table, status_table, publish_alert)
+    window_stage = WindowStage(settings, metrics, topic_states, publish_alert)
     window_agent = WindowAgent(settings, window_stage)
     lag_meter = LagMeter(app, settings.input_topic, progress, metrics)
 
@@ -141,6 +141,11 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
         metrics.rebalances.inc()  # every rebalance, the first join included, revokes (possibly nothing) first
         window_stage.forget_topics()
 
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app_: faust.App, assigned: set[Any], **_: Any) -> None:
+        # Topics recovered for these partitions are owned even if no record of theirs arrives again.
+        window_stage.assign({tp.partition for tp in assigned if tp.topic == settings.scored_topic}, partitions)
+
     # Web pages (Faust's own are off: its table pages would show stored example texts).
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -148,7 +153,8 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
 
     @app.page("/status")
     async def status_page(web: Any, request: Any) -> Any:
-        document = status_document(model_info, progress, windows_table, status_table, window_stage.owned_topics)
+        document = status_document(model_info, progress, window_stage.windows_view, window_stage.status_view,
+                                   window_stage.owned_topics)
         return web.json({**document, "languages": quality.language_mix.snapshot()})
 
     @app.page("/healthz")
@@ -190,7 +196,7 @@ def faust_app(settings: Settings) -> faust.App:
         web_stats_enabled=False,
         store="memory://",
         # Standby copies put peers' topics into this worker's tables: safe while the window stage reads only the
-        # topics it owns (WindowStage.owned_topics, filled from its own partitions' records). 0 by default.
+        # topics it owns (WindowStage.owned_topics: its partitions' records and recovered keys). 0 by default.
         table_standby_replicas=settings.table_standby_replicas,
         autodiscover=False,
         # Not the working directory: the container's root filesystem is read-only.

@@ -94,41 +94,41 @@ def run_surge(stage, topic="ACME"):
 
 def test_stage_closes_windows_runs_detector_and_publishes_alerts():
     metrics = WorkerMetrics()
-    windows, status, alerts = {}, {}, []
-    stage = WindowStage(settings(), metrics, windows, status, lambda topic, event: alerts.append((topic, event)))
+    states, alerts = {}, []
+    stage = WindowStage(settings(), metrics, states, lambda topic, event: alerts.append((topic, event)))
     run_surge(stage)
-    states = [event["state"] for _, event in alerts]
-    assert states[0] == "open" and "resolved" in states
+    kinds = [event["state"] for _, event in alerts]
+    assert kinds[0] == "open" and "resolved" in kinds
     opened = alerts[0][1]
     assert opened["topic"] == "ACME" and opened["negative"] == 36 and opened["total"] == 40
     assert "battery" in " ".join(opened["top_terms"])
     assert len(opened["examples"]) == 2 and opened["examples"][0]["text"].startswith("battery")
     # windows closed so far are in the history, the newest one still open
-    assert len(status["ACME"]["recent"]) >= 15
-    assert [w["total"] for w in windows["ACME"]["open"].values()] == [40]
+    assert len(states["ACME"]["recent"]) >= 15
+    assert [w["total"] for w in states["ACME"]["windows"]["open"].values()] == [40]
     samples = parse_metrics(metrics.render().decode())
     assert samples[("sentiwatch_alerts_total", (("state", "open"), ("topic", "ACME")))] == 1
     assert samples[("sentiwatch_negative_ratio", (("topic", "ACME"),))] == pytest.approx(0.2)
     assert samples[("sentiwatch_spike_active", (("topic", "ACME"),))] == 0
     # State is plain JSON: it survives a Faust table's changelog.
-    assert json.loads(json.dumps(status)) == status
+    assert json.loads(json.dumps(states)) == states
 
 
 def test_privacy_switch_keeps_texts_out_of_alerts():
     alerts = []
-    stage = WindowStage(settings(alert_examples_enabled="false"), WorkerMetrics(), {}, {},
+    stage = WindowStage(settings(alert_examples_enabled="false"), WorkerMetrics(), {},
                         lambda topic, event: alerts.append(event))
     run_surge(stage)
     assert alerts and all(event["examples"] == [] for event in alerts)
 
 
 def test_idle_stream_closes_windows_by_wall_clock():
-    windows, status = {}, {}
-    stage = WindowStage(settings(), WorkerMetrics(), windows, status, lambda *_: None)
+    states = {}
+    stage = WindowStage(settings(), WorkerMetrics(), states, lambda *_: None)
     stage.process([scored_message("ACME", T0, True, "a")], now=1000.0)
-    assert status == {}
+    assert states["ACME"]["recent"] == []
     stage.close_idle(now=1000.0 + 2 * SIZE)
-    assert [w["total"] for w in status["ACME"]["recent"]][:1] == [1]
+    assert [w["total"] for w in states["ACME"]["recent"]][:1] == [1]
 
 
 def test_watermark_follows_the_slowest_active_source():
@@ -149,7 +149,7 @@ def test_watermark_follows_the_slowest_active_source():
 def test_a_fast_source_does_not_make_a_slow_one_late():
     metrics = WorkerMetrics()
     windows = {}
-    stage = WindowStage(settings(), metrics, windows, {}, lambda *_: None)
+    stage = WindowStage(settings(), metrics, windows, lambda *_: None)
     fast = [ScoredMessage("ACME", scored_message("ACME", T0 + i * SIZE, False, f"f{i}").value, 0, "0")
             for i in range(10)]
     slow = [ScoredMessage("ACME", scored_message("ACME", T0 + i * SIZE, False, f"s{i}").value, 0, "1")
@@ -164,7 +164,7 @@ def test_a_fast_source_does_not_make_a_slow_one_late():
 def test_late_records_are_counted_not_merged():
     metrics = WorkerMetrics()
     windows = {}
-    stage = WindowStage(settings(), metrics, windows, {}, lambda *_: None)
+    stage = WindowStage(settings(), metrics, windows, lambda *_: None)
     stage.process([scored_message("ACME", T0 + 10 * SIZE, False, "new")], now=1000.0)
     stage.process([scored_message("ACME", T0 + 11 * SIZE, False, "b")], now=1001.0)
     stage.process([scored_message("ACME", T0 + 10 * SIZE, False, "late")], now=1002.0)
@@ -179,7 +179,7 @@ def test_malformed_scored_record_is_skipped():
 
 def test_forgetting_topics_drops_their_gauges():
     metrics = WorkerMetrics()
-    stage = WindowStage(settings(), metrics, {}, {}, lambda *_: None)
+    stage = WindowStage(settings(), metrics, {}, lambda *_: None)
     stage.process([scored_message("ACME", T0, True, "a")], now=1000.0)
     stage.close_idle(now=1000.0 + 2 * SIZE)
     assert ("sentiwatch_spike_score", (("topic", "ACME"),)) in parse_metrics(metrics.render().decode())
@@ -215,13 +215,13 @@ def test_a_recreated_input_topic_counts_again_from_its_new_offsets():
 def test_stage_counts_a_redelivered_batch_once():
     metrics = WorkerMetrics()
     windows = {}
-    stage = WindowStage(settings(), metrics, windows, {}, lambda *_: None)
+    stage = WindowStage(settings(), metrics, windows, lambda *_: None)
     batch = [dataclasses.replace(scored_message("ACME", T0 + i, True, f"r{i}"), source="0", offset=100 + i)
              for i in range(10)]
     stage.process(batch, now=1000.0)
     stage.process(batch[6:] + [dataclasses.replace(scored_message("ACME", T0 + 11, False, "new"), source="0",
                                                    offset=110)], now=1001.0)
-    assert [w["total"] for w in windows["ACME"]["open"].values()] == [11]
+    assert [w["total"] for w in windows["ACME"]["windows"]["open"].values()] == [11]
     samples = parse_metrics(metrics.render().decode())
     assert samples[("sentiwatch_redelivered_records_total", ())] == 4
     assert json.loads(json.dumps(windows)) == windows

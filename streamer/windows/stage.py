@@ -1,21 +1,25 @@
 """Windows, detection and alerts for batches of scored records: the second stage of the worker.
 
 The scored topic is keyed by the (capped) topic label, so every record of a topic arrives on one
-partition and one worker owns that topic's state. State lives in two mappings that are Faust tables
-in the worker (plain dicts in tests): `windows` (open windows, written once per batch per topic) and
-`status` (detector state, term baseline and closed-window history, written when a window closes).
+partition and one worker owns that topic's state. All of a topic's state — its open windows with the
+input offsets they counted, the detector, the term baseline and the closed-window history — is one
+typed `TopicState`, written to one table entry (a Faust table in the worker, a dict in tests) once per
+batch: a crash can never leave the counted offsets and the detector out of step with each other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
+
+from aiokafka.partitioner import DefaultPartitioner
 
 from sentiwatch.config import Settings
 from sentiwatch.streamer.detection.alerts import TermBaseline, build_alert_event, extract_terms, top_terms
@@ -25,6 +29,8 @@ from sentiwatch.streamer.scoring.records import parse_timestamp
 from sentiwatch.streamer.windows import tumbling as win
 
 log = logging.getLogger(__name__)
+# The producer's default partitioner, which places both the scored records and the table entries by key.
+_PARTITIONER = DefaultPartitioner()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,20 +62,76 @@ def parse_scored(message: ScoredMessage) -> win.ScoredItem | None:
         return None
 
 
+STATE_VERSION = 1
+
+
+@dataclasses.dataclass
+class TopicState:
+    """Everything the worker keeps about one topic, stored as one versioned plain dict."""
+
+    windows: dict[str, Any] = dataclasses.field(default_factory=win.new_topic_state)  # tumbling.py's state
+    detector: DetectorState | None = None
+    baseline: TermBaseline = dataclasses.field(default_factory=TermBaseline)
+    recent: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # closed-window summaries
+    latest: dict[str, Any] | None = None  # the newest closed window with its verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, "windows": self.windows,
+                "detector": self.detector.to_dict() if self.detector else None,
+                "baseline": self.baseline.to_dict(), "recent": self.recent, "latest": self.latest}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TopicState:
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"topic state version {data.get('version')!r} is not one this worker knows "
+                             f"({STATE_VERSION})")
+        return cls(windows=copy.deepcopy(data["windows"]),  # a table's value is live: change only the copy
+                   detector=DetectorState.from_dict(data["detector"]) if data["detector"] else None,
+                   baseline=TermBaseline.from_dict(data["baseline"]), recent=list(data["recent"]),
+                   latest=data["latest"])
+
+
+class _View(Mapping[str, Any]):
+    """A read-only view of one part of every topic's state, in the shape /status reads."""
+
+    def __init__(self, table: Mapping[str, Any], part: Callable[[Mapping[str, Any]], Any]) -> None:
+        self._table = table
+        self._part = part
+
+    def __getitem__(self, topic: str) -> Any:
+        value = self._table[topic]
+        if value is None:
+            raise KeyError(topic)
+        return self._part(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
 class WindowStage:
-    def __init__(self, settings: Settings, metrics: WorkerMetrics, windows: MutableMapping[str, Any],
-                 status: MutableMapping[str, Any], publish_alert: Callable[[str, dict[str, Any]], None]) -> None:
+    def __init__(self, settings: Settings, metrics: WorkerMetrics, states: MutableMapping[str, Any],
+                 publish_alert: Callable[[str, dict[str, Any]], None]) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._windows = windows
-        self._status = status
+        self._states = states
         self._publish_alert = publish_alert
         self._max_examples = settings.alert_examples if settings.alert_examples_enabled else 0
         # Topics whose partition this worker consumes; only these it may close (others belong to a peer).
         self.owned_topics: set[str] = set()
+        # The scored topic's partitions assigned to this worker, and how many it has: topics recovered into
+        # the table for these partitions are owned even if no record of theirs arrives (a quiet topic).
+        self._assigned: set[int] = set()
+        self._partition_count = 0
+        # What /status reads: each topic's windows, and its closed-window history and latest verdict.
+        self.windows_view: Mapping[str, Any] = _View(states, lambda value: value["windows"])
+        self.status_view: Mapping[str, Any] = _View(
+            states, lambda value: {"recent": value["recent"], "latest": value["latest"]})
 
     def process(self, messages: Sequence[ScoredMessage], now: float | None = None) -> None:
-        """Aggregate the batch, then touch each topic's state once."""
+        """Aggregate the batch, then read and write each topic's state once."""
         now = time.time() if now is None else now
         items_by_topic: dict[str, list[win.ScoredItem]] = defaultdict(list)
         for item in map(parse_scored, messages):
@@ -77,30 +139,54 @@ class WindowStage:
                 items_by_topic[item.topic].append(item)
         for topic, items in items_by_topic.items():
             self.owned_topics.add(topic)
-            state = self._windows.get(topic) or win.new_topic_state()
-            fresh, redelivered = win.drop_counted(state, items)
+            state = self._load(topic)
+            fresh, redelivered = win.drop_counted(state.windows, items)
             if redelivered:
                 self._metrics.redelivered_records.inc(redelivered)
             partials = win.aggregate(fresh, self._settings.window_seconds, self._max_examples)
-            late = win.merge(state, [partials[key] for key in sorted(partials, key=lambda key: key[1])],
+            late = win.merge(state.windows, [partials[key] for key in sorted(partials, key=lambda key: key[1])],
                              self._max_examples)
             if late:
                 self._metrics.late_records.inc(late)
-            win.advance_watermark(state, win.source_maxima(items)[topic], now, self._settings.window_seconds)
+            win.advance_watermark(state.windows, win.source_maxima(items)[topic], now, self._settings.window_seconds)
             self._close(topic, state)
-            self._windows[topic] = state
+            self._states[topic] = state.to_dict()  # one write: counted offsets and detector move together
 
     def close_idle(self, now: float | None = None) -> None:
-        """Let the watermark of topics that receive nothing follow the wall clock, and close what it passed."""
+        """Let the watermark of topics whose watermark stopped moving follow the wall clock, and close what it
+        passed; topics recovered for this worker's partitions are adopted first."""
         now = time.time() if now is None else now
+        self._adopt_recovered()
         for topic in sorted(self.owned_topics):
-            state = self._windows.get(topic)
-            if state is None:
+            if self._states.get(topic) is None:
                 continue
-            win.advance_idle(state, now, self._settings.window_seconds)
-            if self._has_closable(state):
+            state = self._load(topic)
+            win.advance_idle(state.windows, now, self._settings.window_seconds)
+            if self._has_closable(state.windows):
                 self._close(topic, state)
-                self._windows[topic] = state
+                self._states[topic] = state.to_dict()
+
+    def assign(self, partitions: set[int], partition_count: int) -> None:
+        """After a rebalance: the scored topic's partitions this worker now consumes (of partition_count)."""
+        self._assigned = set(partitions)
+        self._partition_count = partition_count
+        self._adopt_recovered()
+
+    def _adopt_recovered(self) -> None:
+        """Own every topic in the table whose key maps to an assigned partition (the producer's partitioner,
+        as for the scored records): after a restart a quiet topic's open alert still resolves and /status
+        still shows it. Standby copies of peers' partitions are in the table too, and are left alone."""
+        if not self._assigned or not self._partition_count:
+            return
+        partitions = list(range(self._partition_count))
+        for topic in list(self._states):
+            if topic not in self.owned_topics and _PARTITIONER(topic.encode("utf-8"), partitions, partitions) \
+                    in self._assigned:
+                self.owned_topics.add(topic)
+
+    def _load(self, topic: str) -> TopicState:
+        value = self._states.get(topic)
+        return TopicState() if value is None else TopicState.from_dict(value)
 
     def forget_topics(self) -> None:
         """After a rebalance the partitions (and topics) this worker owns may have changed: drop its per-topic
@@ -111,6 +197,7 @@ class WindowStage:
                 with contextlib.suppress(KeyError):
                     gauge.remove(topic)
         self.owned_topics.clear()
+        self._assigned = set()
 
     def _has_closable(self, state: dict[str, Any]) -> bool:
         if state["watermark"] is None:
@@ -120,31 +207,24 @@ class WindowStage:
             return True
         return state["closed_until"] is not None and state["closed_until"] + self._settings.window_seconds <= limit
 
-    def _close(self, topic: str, state: dict[str, Any]) -> None:
-        closed = win.close_ready(state, self._settings.window_seconds, self._settings.allowed_lateness_seconds)
-        if not closed:
-            return
-        status = self._status.get(topic) or {"detector": None, "baseline": None, "recent": []}
-        detector = DetectorState.from_dict(status["detector"]) if status["detector"] else None
-        baseline = TermBaseline.from_dict(status["baseline"]) if status["baseline"] else TermBaseline()
+    def _close(self, topic: str, state: TopicState) -> None:
+        closed = win.close_ready(state.windows, self._settings.window_seconds,
+                                 self._settings.allowed_lateness_seconds)
         for window in closed:
             summary = win.window_summary(window)
             stats = WindowStats(topic, window["start"], window["end"], summary["total"], summary["negative"])
-            detector, detection = step(detector, stats, self._settings.detector)
+            state.detector, detection = step(state.detector, stats, self._settings.detector)
             if detection.transition is not None:
-                terms = top_terms(window["terms"], summary["negative"], baseline)
+                terms = top_terms(window["terms"], summary["negative"], state.baseline)
                 examples = [{"id": e[0], "text": e[1]} for e in window["examples"]] if self._max_examples else []
                 self._publish_alert(topic, build_alert_event(detection, stats, terms, examples))
                 self._metrics.alerts.labels(topic=topic, state=detection.transition).inc()
             elif not detection.active:
-                baseline.update(window["terms"], summary["negative"])
-            status["recent"] = win.add_to_history(status["recent"], summary, self._settings.long_window_seconds)
+                state.baseline.update(window["terms"], summary["negative"])
+            state.recent = win.add_to_history(state.recent, summary, self._settings.long_window_seconds)
             self._metrics.negative_ratio.labels(topic=topic).set(detection.negative_ratio)
             self._metrics.baseline_ratio.labels(topic=topic).set(detection.baseline_ratio)
             self._metrics.spike_score.labels(topic=topic).set(detection.score)
             self._metrics.spike_active.labels(topic=topic).set(1 if detection.active else 0)
-            status["latest"] = {**summary, "score": detection.score, "active": detection.active,
-                                "baseline_ratio": detection.baseline_ratio}
-        status["detector"] = detector.to_dict()
-        status["baseline"] = baseline.to_dict()
-        self._status[topic] = status
+            state.latest = {**summary, "score": detection.score, "active": detection.active,
+                            "baseline_ratio": detection.baseline_ratio}
