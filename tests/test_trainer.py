@@ -94,7 +94,8 @@ def test_train_writes_model_metrics_plots_and_card(trained_dir, labelled_csv):
     assert meta["version"] and meta["best_epoch"] > 0
 
     card = (trained_dir / "model_card.md").read_text()
-    for phrase in ("Apache-2.0", "licence is not stated", "Copyright BBC", "Trained for en only", "macro-F1", "soft targets"):
+    for phrase in ("Apache-2.0", "licence is not stated", "Copyright BBC", "Trained for en only", "macro-F1",
+                   "soft targets", "Languages: en"):
         assert phrase in card
     training = json.loads((trained_dir / "training.json").read_text())
     assert training["training"]["interrupted"] is False
