@@ -88,7 +88,9 @@ def load_base(base_dir: str | os.PathLike[str] | None) -> tuple[PreTrainedModel,
         if actual != MINILM_SHA256:
             raise SentiwatchError(f"{weights}: sha256 {actual} is not the upstream all-MiniLM-L6-v2 file")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+        # fix_mistral_regex=False: transformers 4.57.6 warns of a "Mistral regex" for every local folder saved
+        # by 4.57.3 or later whatever its model type; its patch is for Mistral tokenizers, never used here.
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, fix_mistral_regex=False)
         encoder = AutoModel.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise SentiwatchError(f"cannot load base model from {path}: {exc}") from exc
@@ -129,7 +131,7 @@ def load_model(model_dir: str | os.PathLike[str]) -> tuple[TwoHeadClassifier, Pr
                               "train one with `sentiwatch train`")
     config = AutoConfig.from_pretrained(path)
     encoder = AutoModel.from_pretrained(path, config=config)
-    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, fix_mistral_regex=False)
     model = TwoHeadClassifier(encoder, meta["sentiment_labels"], meta["topic_labels"])
     heads = load_file(str(path / HEADS_FILE))
     missing, unexpected = model.load_state_dict(heads, strict=False)
