@@ -64,7 +64,13 @@ def production() -> Rendered:
     return render(PRODUCTION_VALUES)
 
 
-@pytest.mark.parametrize("values", [None, PRODUCTION_VALUES], ids=["default", "production"])
+STRIMZI_VALUES = {"kafka": {"securityProtocol": "SASL_SSL", "sasl": {"mechanism": "SCRAM-SHA-512"}},
+                  "strimzi": {"cluster": "events", "topics": {"enabled": True}, "user": {"enabled": True}},
+                  "alertsSink": {"enabled": True, "lokiUrl": "http://loki.monitoring:3100"},
+                  "autoscaling": {"hpa": {"enabled": True}}}
+
+
+@pytest.mark.parametrize("values", [None, PRODUCTION_VALUES, STRIMZI_VALUES], ids=["default", "production", "strimzi"])
 def test_chart_lints_clean(values: dict[str, Any] | None) -> None:
     report = helm.lint(CHART, values, strict=True)
     assert report["errors"] == []
@@ -72,7 +78,12 @@ def test_chart_lints_clean(values: dict[str, Any] | None) -> None:
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
 
-@pytest.mark.parametrize("case", ["default", "production"])
+@pytest.fixture(scope="module")
+def strimzi() -> Rendered:
+    return render(STRIMZI_VALUES)
+
+
+@pytest.mark.parametrize("case", ["default", "production", "strimzi"])
 def test_every_manifest_matches_the_kubernetes_schema(case: str, request: pytest.FixtureRequest) -> None:
     rendered: Rendered = request.getfixturevalue(case)
     kinds = {o["kind"] for o in rendered.objects}
