@@ -9,7 +9,6 @@ batch: a crash can never leave the counted offsets and the detector out of step 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
@@ -22,11 +21,12 @@ from typing import Any
 from aiokafka.partitioner import DefaultPartitioner
 
 from sentiwatch.config import Settings
-from sentiwatch.streamer.detection.alerts import TermBaseline, build_alert_event, extract_terms, top_terms
+from sentiwatch.streamer.detection.alerts import TermBaseline, extract_terms
 from sentiwatch.streamer.detection.detector import DetectorState, WindowStats, step
 from sentiwatch.streamer.ops.metrics import WorkerMetrics
 from sentiwatch.streamer.scoring.records import parse_timestamp
 from sentiwatch.streamer.windows import tumbling as win
+from sentiwatch.streamer.windows.report import TopicReporter
 
 log = logging.getLogger(__name__)
 # The producer's default partitioner, which places both the scored records and the table entries by key.
@@ -117,8 +117,8 @@ class WindowStage:
         self._settings = settings
         self._metrics = metrics
         self._states = states
-        self._publish_alert = publish_alert
         self._max_examples = settings.alert_examples if settings.alert_examples_enabled else 0
+        self._reporter = TopicReporter(metrics, publish_alert, with_examples=self._max_examples > 0)
         # Topics whose partition this worker consumes; only these it may close (others belong to a peer).
         self.owned_topics: set[str] = set()
         # The scored topic's partitions assigned to this worker, and how many it has: topics recovered into
@@ -190,12 +190,9 @@ class WindowStage:
 
     def forget_topics(self) -> None:
         """After a rebalance the partitions (and topics) this worker owns may have changed: drop its per-topic
-        gauges too, so that only the topic's new owner reports them. Topics come back with their next record."""
-        for topic in self.owned_topics:
-            for gauge in (self._metrics.negative_ratio, self._metrics.baseline_ratio, self._metrics.spike_score,
-                          self._metrics.spike_active):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(topic)
+        gauges too, so that only the topic's new owner reports them. Topics come back with their next record, or
+        from the table when the next assignment gives their partition back (`assign`)."""
+        self._reporter.forget(self.owned_topics)
         self.owned_topics.clear()
         self._assigned = set()
 
@@ -214,17 +211,9 @@ class WindowStage:
             summary = win.window_summary(window)
             stats = WindowStats(topic, window["start"], window["end"], summary["total"], summary["negative"])
             state.detector, detection = step(state.detector, stats, self._settings.detector)
-            if detection.transition is not None:
-                terms = top_terms(window["terms"], summary["negative"], state.baseline)
-                examples = [{"id": e[0], "text": e[1]} for e in window["examples"]] if self._max_examples else []
-                self._publish_alert(topic, build_alert_event(detection, stats, terms, examples))
-                self._metrics.alerts.labels(topic=topic, state=detection.transition).inc()
-            elif not detection.active:
-                state.baseline.update(window["terms"], summary["negative"])
+            self._reporter.report(window, stats, detection, state.baseline)
+            if detection.transition is None and not detection.active:
+                state.baseline.update(window["terms"], summary["negative"])  # calm windows teach the term baseline
             state.recent = win.add_to_history(state.recent, summary, self._settings.long_window_seconds)
-            self._metrics.negative_ratio.labels(topic=topic).set(detection.negative_ratio)
-            self._metrics.baseline_ratio.labels(topic=topic).set(detection.baseline_ratio)
-            self._metrics.spike_score.labels(topic=topic).set(detection.score)
-            self._metrics.spike_active.labels(topic=topic).set(1 if detection.active else 0)
             state.latest = {**summary, "score": detection.score, "active": detection.active,
                             "baseline_ratio": detection.baseline_ratio}
