@@ -11,10 +11,10 @@ user of the backtest and the live worker gets. An alert is one *opening*. Report
 * the Numenta Anomaly Benchmark score, standard profile (A_TP = 1, A_FP = -0.11, A_FN = -1), implemented
   from Lavin & Ahmad (2015): the first opening in an event window scores A_TP * sigma(y), y in [-1, 0] its
   position in the window (sigma(y) = 2 / (1 + e^(5y)) - 1, so early is worth almost 1 and late almost 0);
-  an opening outside every window scores A_FP * -sigma(y) with y the distance after the preceding window
-  in window widths (-A_FP... i.e. -0.11 far from any window, less right after one); a window without an
-  opening scores A_FN. Normalised to 100 for the perfect detector (every window opened at its start) and 0
-  for the null one (never opens). Windows here are the labelled major events (start to end + 15 min);
+  an opening outside every window scores A_FP far from any window, or A_FP * -sigma(y) right after one
+  (y its distance after the preceding window, in window widths: less of a penalty just after); a window
+  without an opening scores A_FN. Normalised to 100 for the perfect detector (every window opened at its
+  start) and 0 for the null one (never opens). Windows here are the labelled major events (start to end + 15 min);
   openings inside minor events are neither rewarded nor penalised.
 
 Tune on some seeds, report on others (see docs/detector.md for which were used):
