@@ -39,6 +39,7 @@ and the detector works on volume alone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -330,14 +331,18 @@ def _pooled(items: list[Evidence], excess: Callable[[Evidence], float]) -> Evide
     The noise beyond sampling (overdispersion, the baseline's uncertainty) wanders slowly, so it is
     pooled as fully correlated across the span: a drift of a few hours is not taken for a surge.
     """
-    ranked = sorted(range(len(items)), key=lambda i: excess(items[i]), reverse=True)
-    kept = [items[i] for i in ranked[max(1, len(items) // 4):]]
-    return Evidence(
-        total=sum(e.total for e in kept), negative=sum(e.negative for e in kept),
-        volume_expected=sum(e.volume_expected for e in kept),
-        volume_extra_var=sum(math.sqrt(e.volume_extra_var) for e in kept) ** 2,
-        share_expected=sum(e.share_expected for e in kept),
-        share_extra_var=sum(math.sqrt(e.share_extra_var) for e in kept) ** 2)
+    values = [excess(e) for e in items]
+    top = set(sorted(range(len(items)), key=values.__getitem__, reverse=True)[:max(1, len(items) // 4)])
+    total = negative = volume_expected = volume_sd = share_expected = share_sd = 0.0
+    for i, e in enumerate(items):  # one pass: this runs twice per long scale per window
+        if i not in top:
+            total += e.total
+            negative += e.negative
+            volume_expected += e.volume_expected
+            volume_sd += math.sqrt(e.volume_extra_var)
+            share_expected += e.share_expected
+            share_sd += math.sqrt(e.share_extra_var)
+    return Evidence(total, negative, volume_expected, volume_sd**2, share_expected, share_sd**2)
 
 
 def _own_test(evidence: Evidence, config: DetectorConfig) -> _Test:
@@ -386,6 +391,7 @@ def _surprise(z: float) -> float:
     return -log_tail / math.log(10.0)
 
 
+@functools.lru_cache(maxsize=16)
 def _z_for_surprise(surprise: float) -> float:
     low, high = 0.0, 60.0
     for _ in range(60):
