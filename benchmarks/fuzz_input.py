@@ -6,7 +6,7 @@ partition and a scored partition and their order is defined.
 
     .venv/bin/python benchmarks/fuzz_input.py --bundle DIR --records 10000 [--json OUT]
 
-tests/test_fuzz_input.py runs a few hundred of these through a worker, and hypothesis over the pure code.
+tests/scoring/test_fuzz_input.py runs a few hundred of these through a worker, and hypothesis over the pure code.
 """
 
 from __future__ import annotations

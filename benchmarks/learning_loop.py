@@ -16,7 +16,7 @@ Against the embedded broker with a real `sentiwatch stream` worker whose bundle 
     nice -n 10 .venv/bin/python benchmarks/learning_loop.py [--feedback 600] [--held-back 300] [--json OUT]
 
 What was tuned on what: nothing here is tuned on the held-back reviews; the retrain's settings are the
-demo's (a 4-minute budget). tests/test_learning_loop.py runs the round trip with the tiny model.
+demo's (a 4-minute budget). tests/learning/test_learning_loop.py runs the round trip with the tiny model.
 """
 
 from __future__ import annotations

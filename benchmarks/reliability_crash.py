@@ -8,7 +8,7 @@ scored), and the window totals the workers hold afterwards against a recount of 
 
     .venv/bin/python benchmarks/reliability_crash.py --bundle DIR --records 20000 [--json OUT]
 
-tests/test_reliability_crash.py runs the same scenarios with a few thousand records.
+tests/reliability/test_reliability_crash.py runs the same scenarios with a few thousand records.
 """
 
 from __future__ import annotations

@@ -30,13 +30,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is logged, not the one there at set-up: a caller that
+    swaps stderr and closes the old one (a test runner capturing output) must not leave a handler that raises
+    on a closed file in some later thread."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:  # StreamHandler.__init__ assigns it; the property ignores that
+        pass
+
+
 def configure_logging(level: str = "INFO", log_format: str = "text", debug: bool = False,
                       stream: TextIO | None = None) -> None:
-    """(Re)configure the root logger: one handler on stderr, replacing any earlier one."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    """(Re)configure the root logger: one handler of ours on stderr, replacing the one an earlier call added
+    (other handlers, such as a test runner's, are left alone)."""
+    handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO))
+
+
+_HANDLER_NAME = "sentiwatch"

@@ -1,5 +1,5 @@
 """Every custom resource the chart renders (Prometheus Operator, KEDA, Strimzi) validated against its CRD's own
-OpenAPI schema, vendored in tests/crds/ (tests/crds/SOURCES.md: which release of which repository), strictly: a
+OpenAPI schema, vendored in tests/deploy/crds/ (its SOURCES.md: which release of which repository), strictly: a
 field the CRD does not declare is an error, as `kubectl apply --validate=strict` makes it. And the Strimzi wiring:
 KafkaTopic/KafkaUser with the worker's ACLs, the chart reading Strimzi's Secrets as Strimzi writes them."""
 
@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.test_helm_chart import PRODUCTION_VALUES, Rendered, _env, _pod, render
+from tests.deploy.test_helm_chart import PRODUCTION_VALUES, Rendered, _env, _pod, render
 
 CRDS = Path(__file__).parent / "crds"
 SCRAM = {"kafka": {"securityProtocol": "SASL_SSL", "sasl": {"mechanism": "SCRAM-SHA-512"}},
@@ -57,7 +57,7 @@ def strict(schema: Any) -> Any:
 
 def validate(obj: dict[str, Any]) -> None:
     schema = crd_schemas().get((obj["apiVersion"], obj["kind"]))
-    assert schema is not None, f"no vendored CRD for {obj['apiVersion']} {obj['kind']}: add it to tests/crds"
+    assert schema is not None, f"no vendored CRD for {obj['apiVersion']} {obj['kind']}: add it to tests/deploy/crds"
     body = {k: v for k, v in obj.items() if k != "metadata"}
     jsonschema.Draft7Validator(schema).validate(body)
     assert isinstance(obj["metadata"]["name"], str) and len(obj["metadata"]["name"]) <= 253
@@ -214,7 +214,7 @@ def test_inconsistent_strimzi_values_fail_with_the_key_named(values: dict[str, A
 def test_vendored_sources_are_recorded() -> None:
     sources = (CRDS / "SOURCES.md").read_text(encoding="utf-8")
     for path in CRDS.glob("*.yaml"):
-        assert path.name in sources, f"tests/crds/SOURCES.md does not say where {path.name} comes from"
+        assert path.name in sources, f"tests/deploy/crds/SOURCES.md does not say where {path.name} comes from"
     assert json.dumps(sorted(crd_schemas()))  # every file parsed
 
 
@@ -223,7 +223,7 @@ def test_vendored_sources_are_recorded() -> None:
 def test_alert_sink_deployment_reads_alerts_like_the_worker_and_is_never_selected_as_one() -> None:
     import kubernetes_validate
 
-    from tests.test_helm_chart import KUBE_VERSIONS
+    from tests.deploy.test_helm_chart import KUBE_VERSIONS
 
     values = {**SCRAM, "alertsSink": {"enabled": True, "lokiUrl": "http://loki.monitoring:3100"}}
     rendered = render(values)

@@ -22,7 +22,7 @@ from sentiwatch.trainer.data import (
     split_of,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_csv(path: Path, header: str, rows: list[str]) -> Path:

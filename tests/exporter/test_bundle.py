@@ -13,8 +13,7 @@ from sentiwatch.errors import BundleError
 from sentiwatch.hashing import sha256_file
 from sentiwatch.streamer.inference.bundle import load_bundle
 from sentiwatch.streamer.inference.scorer import load_scorer
-
-from .conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 BUNDLE_FILES = ["model-fp32.onnx", "model-int8.onnx", "tokenizer.json", "labels.json"]
 

@@ -16,8 +16,8 @@ import pytest
 
 from sentiwatch.config import load_settings
 from sentiwatch.tools.replay import produce as replay_produce
+from tests.learning.test_reload import point, versioned_copy
 from tests.streaming_helpers import WorkerProcess, consume, running_broker
-from tests.test_reload import point, versioned_copy
 
 pytestmark = pytest.mark.integration
 

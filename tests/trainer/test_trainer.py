@@ -19,7 +19,7 @@ from sentiwatch.errors import SentiwatchError
 from sentiwatch.trainer.data import load_examples, split_examples
 from sentiwatch.trainer.metrics import head_metrics
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_FILES = ("config.json", "model.safetensors", "heads.safetensors", "tokenizer.json", "metrics.json",
                 "confusion_sentiment.png", "confusion_topic.png", "training_curves.png", "model_card.md",
                 "training.json")

@@ -1,5 +1,5 @@
 """Analysts' feedback without Kafka: validation reasons, the latest-label rule, the bounded recent labels and the
-agree/correct counts (the broker round trip is tests/test_feedback_integration.py)."""
+agree/correct counts (the broker round trip is tests/learning/test_feedback_integration.py)."""
 
 from __future__ import annotations
 

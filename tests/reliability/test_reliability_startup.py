@@ -1,6 +1,6 @@
 """Issue 6, guarantee 6: a bad bundle or config stops `sentiwatch stream` before anything starts.
 
-Adds to tests/test_worker_startup.py (one line naming the problem, exit 1) what "nothing half-started"
+Adds to tests/worker/test_worker_startup.py (one line naming the problem, exit 1) what "nothing half-started"
 means: the web port is never bound while the worker runs, and a live broker gets no topic from it.
 """
 

@@ -12,7 +12,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from tests.test_helm_chart import render
+from tests.deploy.test_helm_chart import render
 
 PRODUCTION = {"prometheusRule": {"enabled": True}, "config": {"consumer_group": "sentiwatch-prod"}}
 STAGING = {"prometheusRule": {"enabled": True, "rules": {"ConsumerLagHigh": {"threshold": 5000, "for": "5m"}}},
@@ -139,6 +139,6 @@ def test_bad_overrides_fail_with_the_key_named(rules: dict[str, Any], message: s
 
 
 def test_an_override_of_unknown_shape_is_refused_by_the_schema() -> None:
-    with helm.Chart.load(Path(__file__).parents[1] / "helm" / "sentiwatch") as chart:
+    with helm.Chart.load(Path(__file__).parents[2] / "helm" / "sentiwatch") as chart:
         with pytest.raises(helm.errors.HelmValuesError, match="treshold"):
             chart.validate_schema({"prometheusRule": {"rules": {"ConsumerLagHigh": {"treshold": 1}}}})

@@ -6,7 +6,7 @@ fail on purpose): it fails sends at random points, when it takes a record or whe
 with "too large" errors (aiokafka's own classes, wrapped the way Faust wraps them) and with errors the worker
 cannot classify. The consumer's commit is modelled the way Faust computes it: the committed offset of a
 partition is the end of the run of acked offsets that starts at the previous one. The scorer is a small
-deterministic stand-in too: what is under test is the sending, not the model (tests/test_stream_stages.py
+deterministic stand-in too: what is under test is the sending, not the model (tests/scoring/test_stream_stages.py
 scores with the real ONNX scorer).
 """
 

@@ -1,5 +1,5 @@
 """Model switch without a restart, without Kafka: the bundle watcher, the slot and shadow scoring with the
-real tiny bundle and ONNX Runtime (the broker test is tests/test_reload_integration.py)."""
+real tiny bundle and ONNX Runtime (the broker test is tests/learning/test_reload_integration.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from sentiwatch.streamer.inference.reload import (
 )
 from sentiwatch.streamer.scoring.stage import RawMessage
 from sentiwatch.streamer.scoring.topics import TopicCap
-from tests.test_compare import permuted_bundle
+from tests.learning.test_compare import permuted_bundle
 
 
 def versioned_copy(bundle: Path, dest: Path, version: str) -> Path:

@@ -12,7 +12,7 @@ import pytest
 from sentiwatch.streamer.scoring.topics import Watchlist
 from sentiwatch.tools.demo_stream import DEMO_WATCHLIST, DemoPlan, build_demo_stream
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_stream_has_the_planned_surge():

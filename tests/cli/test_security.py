@@ -1,4 +1,4 @@
-"""Issue 6, security: what leaves the worker. tests/test_stream_kafka_config.py covers the Kafka client
+"""Issue 6, security: what leaves the worker. tests/worker/test_stream_kafka_config.py covers the Kafka client
 options and secrets in reprs; this adds what only a running worker shows:
 * no raw text in /metrics, /status, /healthz or the INFO log, under a flood of 1,000 distinct topics,
   and the `topic` label stays within the cap (+ `other`);

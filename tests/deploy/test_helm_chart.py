@@ -282,7 +282,7 @@ def test_service_monitor_scrapes_the_service(production: Rendered) -> None:
 
 def test_prometheus_rule_is_deploy_prometheus_rules_yml(production: Rendered) -> None:
     """One source of truth: the chart reads the rules file through a symbolic link; only the release's selector
-    and dashboard links differ (tests/test_helm_rules.py checks what they do)."""
+    and dashboard links differ (tests/deploy/test_helm_rules.py checks what they do)."""
     link = CHART / "files" / "prometheus-rules.yml"
     assert link.is_symlink() and link.resolve() == RULES_FILE.resolve()
     rule = production.one("PrometheusRule")

@@ -3,7 +3,7 @@ their text, which `feedback export` joins from `sentiwatch.scored`), `feedback e
 tiny model on the exported file, `export`, then `compare` against the bundle that served before: on the
 feedback the retrain never saw (the trainer's held-out test split), the texts now carry the analysts' labels.
 
-Synthetic texts whose words give the label away (as in tests/test_trainer.py), so that a 2-layer random
+Synthetic texts whose words give the label away (as in tests/trainer/test_trainer.py), so that a 2-layer random
 model can learn them in a few epochs; the real-model run is benchmarks/learning_loop.py."""
 
 from __future__ import annotations
