@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sentiwatch.config import Settings
 from sentiwatch.errors import SentiwatchError
 from sentiwatch.streamer.inference.bundle import MANIFEST
-from sentiwatch.streamer.scoring.stage import BatchOutcome, BatchScorer, RawMessage, Scorer
+from sentiwatch.streamer.scoring.stage import BatchOutcome, BatchScorer, BatchScoring, RawMessage, Scorer
 from sentiwatch.streamer.scoring.topics import TopicCap
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,6 @@ class AfterBatch(Protocol):
     """What the slot hands each scored batch to (`streamer.quality.live.LiveQuality.after_batch`)."""
 
     def __call__(self, model: LoadedModel, outcome: BatchOutcome, values: list[dict[str, Any]]) -> BatchOutcome: ...
-
-
-class BatchScoring(Protocol):
-    """What the slot needs of a batch scorer (`sentiwatch.streamer.scoring.stage.BatchScorer`)."""
-
-    def score(self, messages: Sequence[RawMessage], now: float | None = None) -> BatchOutcome: ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ from sentiwatch.streamer.ops.status import Progress
 from sentiwatch.streamer.ops.watchdog import exit_now
 from sentiwatch.streamer.scoring.delivery import OFFSET_HEADER, SOURCE_HEADER, BatchSender  # noqa: F401 - headers
 from sentiwatch.streamer.scoring.in_order import InOrderDelivery
-from sentiwatch.streamer.scoring.stage import BATCHES_SCORED_AT_ONCE, BatchOutcome, BatchScorer, RawMessage
+from sentiwatch.streamer.scoring.stage import BATCHES_SCORED_AT_ONCE, BatchOutcome, BatchScoring, RawMessage
 
 # Batches taken and not yet sent while the next one is taken: the ones being scored plus one waiting for
 # its turn, so a scoring thread never waits for the event loop; bounded, so memory is too.
@@ -33,7 +33,7 @@ BATCHES_IN_FLIGHT = BATCHES_SCORED_AT_ONCE + 1
 class ScoreAgent:
     """Validate, score and deliver batches of input records; the body of the Faust agent `score`."""
 
-    def __init__(self, app: faust.App, settings: Settings, batch_scorer: BatchScorer, metrics: WorkerMetrics,
+    def __init__(self, app: faust.App, settings: Settings, batch_scorer: BatchScoring, metrics: WorkerMetrics,
                  progress: Progress) -> None:
         self.app = app
         self.settings = settings

@@ -40,6 +40,13 @@ class Scorer(Protocol):
     def predict(self, texts: Sequence[str]) -> Prediction: ...
 
 
+class BatchScoring(Protocol):
+    """What the score agent needs to score a batch: `BatchScorer`, or the `ModelSlot` that holds one
+    (`streamer/inference/reload.py`) and switches models between batches."""
+
+    def score(self, messages: Sequence[RawMessage], now: float | None = None) -> BatchOutcome: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class RawMessage:
     value: bytes | None
