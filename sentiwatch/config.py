@@ -57,7 +57,7 @@ class Settings:
     # How long a starting worker or replay keeps trying to reach the brokers before giving up.
     kafka_connect_timeout_seconds: float = 30.0
     # A running worker exits (status 1) when no broker has answered for this long, so that its
-    # supervisor restarts it instead of it retrying forever (streamer/watchdog.py).
+    # supervisor restarts it instead of it retrying forever (streamer/ops/watchdog.py).
     kafka_unreachable_exit_seconds: float = 30.0
     # How long a fetch may wait at the broker for records, ms. 0: 100 on the embedded broker (it does not wake a
     # waiting fetch when records arrive), else aiokafka's default, 500 (streamer/kafka/faust_tuning.py).
