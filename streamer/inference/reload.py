@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -161,7 +160,7 @@ class ModelSlot:
         outcome = model.batch_scorer.score(messages, now)
         if (shadow is None and self._after_batch is None) or not outcome.scored:
             return outcome
-        values = [json.loads(out.value) for out in outcome.scored]
+        values = [out.record for out in outcome.scored]
         if shadow is not None:
             self._shadow_score(shadow, values)
         if self._after_batch is not None:

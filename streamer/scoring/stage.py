@@ -68,6 +68,9 @@ class ScoredOutput:
     source: str  # the input partition: the window stage keeps a watermark per source
     offset: int  # the input offset: with `source`, what the window stage de-duplicates redeliveries by
     origin: RawMessage  # the input record: its dead letter, if this record cannot be sent (scoring/delivery.py)
+    # `value` before encoding, for what looks at each scored batch in the worker (inference/reload.py's shadow,
+    # quality/live.py): they read it here instead of decoding `value` again. Not to be changed: `value` is final.
+    record: dict[str, Any] = dataclasses.field(compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +160,7 @@ class BatchScorer:
             value["truncated"] = True
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         return ScoredOutput(self._cap.label(topic), encoded, message.timestamp, sentiment, str(message.partition),
-                           message.offset, message)
+                           message.offset, message, value)
 
     def _dead(self, message: RawMessage, rejected: Rejected, now: float | None) -> DeadOutput:
         return dead_output(message, rejected, time.time() if now is None else now)
