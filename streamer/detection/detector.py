@@ -15,10 +15,15 @@ while observed / expected is under `min_lift`). Evidence is read at several time
 
 * short (three windows; ten minutes): is (nearly) every window of the span surprising on its own, and
   does the newest still hold most of the recent peak? One retweet burst, or a cascade that decays,
-  never counts; a surge that holds does within three windows. A topic that bursts often must hold
-  for the full ten minutes;
-* long (an hour; `evidence_hours`): both tests on the pooled span less its top quarter of windows,
-  with the extra noise pooled as correlated (a slow drift is not a surge).
+  never counts; a surge that holds does within three windows. On a topic that bursts often (more
+  than one burst a day, learned) the first scale spans ten minutes: by then a cascade has decayed;
+* long (an hour; `evidence_hours`): both tests on the span's summed counts, each window clipped at
+  expected + clip_z sd (a burst adds little, a surge of many windows adds up). How noisy such a sum
+  is lies between independent windows and fully correlated ones (a level that wanders for hours);
+  where is learned per topic, starting from correlated (a slow drift is not a surge).
+
+A calm topic (no bursts in its own history, after twelve hours) opens at 7/9 of `open_surprise`
+(7 instead of 9): on it the fitted noise holds and less evidence is enough.
 
 The score is S² / (S² + c²) of the strongest scale, c set so that `open_score` is reached at
 `open_surprise`: graded, monotone, never 1, comparable across topics. A young baseline's own
@@ -42,7 +47,6 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 from sentiwatch.detector_config import DetectorConfig
@@ -62,12 +66,22 @@ _MIN_EXPECTED_COUNT = 0.05
 _MIN_REL_DISPERSION = 0.02**2
 # At the short scales the newest window must hold this share of the last ten minutes' peak lift above 1.
 _HOLD_RATIO = 0.7
-# The baseline learns slowly while the short scales reach this share of open_surprise (or an alert is open).
-_PENDING = 1.0
+# The baseline learns slowly while any scale reaches this share of open_surprise (or an alert is open): a surge
+# in the making is not learned as the new normal.
+_PENDING = 0.67
+# The pooled noise of a long scale learns with a half-life of this many of its spans (independent sums).
+_POOLED_HALFLIFE_SPANS = 10.0
 # How long the burst rate remembers (3 days).
 _BURST_MEMORY_SECONDS = 3 * 86400.0
 # A topic with more bursts a day than this (single windows at half open_surprise) is bursty.
 _BURSTS_PER_DAY = 1.0
+# A run of burst windows at most this long that opened no alert counts as one burst.
+_BURST_MAX_WINDOWS = 10
+# On a bursty topic the first short scale spans at least this long (ten windows at 60 s): a cascade has decayed.
+_BURSTY_HOLD_SECONDS = 600.0
+# A topic with fewer bursts than _BURSTS_PER_DAY, seen this long, is calm: it opens at this share of open_surprise.
+_CALM_AFTER_SECONDS = 12 * 3600.0
+_CALM_SHARE = 7.0 / 9.0
 # A window itself is "above normal" when its own evidence reaches this surprise (p <= 0.1).
 _ITSELF_ABOVE = 1.0
 # Scale names, in the order of Detection.surprise.
@@ -147,6 +161,9 @@ class DetectorState:
     # surge for ten minutes, not three windows, before it counts as sustained.
     burst_rate: float = 0.0
     burst_run: int = 0  # windows in the current run of burst windows
+    # Extra variance of the long scales' pooled sums relative to their expected sum squared, learned: volume
+    # and share of the hour, then of evidence_hours (-1 until learned; empty until the spans are full).
+    pooled_dispersion: list[float] = dataclasses.field(default_factory=list)
     alert: AlertState = dataclasses.field(default_factory=AlertState)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +191,7 @@ class DetectorState:
         values["alert"] = AlertState(**data.get("alert", {}))
         values["daily"] = list(data.get("daily", []))
         values["weekly"] = list(data.get("weekly", []))
+        values["pooled_dispersion"] = list(data.get("pooled_dispersion", []))
         return cls(**values)
 
 
@@ -207,6 +225,7 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
     """Score one closed window, advance the alert state machine, learn; returns a new state."""
     old = DetectorState() if state is None else state
     new = dataclasses.replace(old, daily=list(old.daily), weekly=list(old.weekly), recent=list(old.recent),
+                              pooled_dispersion=list(old.pooled_dispersion),
                               alert=dataclasses.replace(old.alert))
     n, k = window.total, window.negative
     seconds = window.window_end - window.window_start
@@ -223,6 +242,12 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
         return new, _detection(new, transition, 0.0, _Test(0.0, 1.0), (0.0,) * len(SCALES), window, p0, expected,
                                expected, outage=True)
 
+    bursty = old.burst_rate * 86400.0 / seconds >= _BURSTS_PER_DAY
+    base_config = config
+    if not bursty and old.windows * seconds >= _CALM_AFTER_SECONDS:
+        # A topic whose own history shows no bursts is calm: the nominal tail probabilities hold on it, and
+        # less evidence is enough (a bursty topic's tails are heavier than any fitted noise says).
+        config = _calm_config(config)
     learned = old.windows + _PRIOR_WINDOWS
     dispersion = (max(old.dispersion, _MIN_REL_DISPERSION) * old.windows + _PRIOR_DISPERSION * _PRIOR_WINDOWS) / learned
     effective = min(old.windows, _effective_windows(config.baseline_halflife_windows))
@@ -240,15 +265,20 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
     new.recent = (new.recent + [current])[-spans[-1]:]
     by_scale = [own]
     lookback = new.recent[-spans[1]:]
-    bursty = old.burst_rate * 86400.0 / seconds >= _BURSTS_PER_DAY
+    long_sums: list[tuple[_Sum, _Sum]] = []  # (volume, share) per long scale, once its span is full
     for index, span in enumerate(spans):
+        if index == 0 and bursty:
+            span = max(span, int(round(_BURSTY_HOLD_SECONDS / seconds)))  # a cascade must have decayed by then
         items = new.recent[-span:]
-        if len(items) < span or (index == 0 and bursty and spans[1] > span):
+        if len(items) < span:
             by_scale.append(_Test(0.0, 1.0))  # not enough history at this scale yet
         elif index < 2:
             by_scale.append(_sustained_test(items, lookback, config))
         else:
-            by_scale.append(_pooled_test(items, config))
+            sums = (_clipped_sum(items, "volume", config), _clipped_sum(items, "share", config))
+            long_sums.append(sums)
+            by_scale.append(_pooled_test(sums, old.pooled_dispersion[2 * len(long_sums) - 2:2 * len(long_sums)],
+                                         config))
     strongest = max(by_scale[1:], key=lambda test: (test.surprise, test.lift))
     score = _score(strongest.surprise, config)
     short = max(by_scale[:3], key=lambda test: test.surprise)
@@ -259,9 +289,11 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
         new.recent = []  # this event's evidence is spent: it must not reopen from the longer scales
     volume_sd = math.sqrt(expected + current.volume_extra_var)
     # While an alert is open or the short scales say something is going on, the baseline learns slowly.
-    pending = new.alert.active or short.surprise >= config.open_surprise * _PENDING
+    pending = new.alert.active or max(t.surprise for t in by_scale[1:]) >= config.open_surprise * _PENDING
     _learn(new, window, p0, current, volume_sd, season, pending, config)
-    _count_bursts(new, own, seconds, spans[1], config)
+    if transition != "resolved" and len(long_sums) == len(spans) - 2:
+        _learn_pooled(new, long_sums, pending, config)
+    _count_bursts(new, own, seconds, base_config)
     z_open = _z_for_surprise(config.open_surprise)
     upper = max(expected + z_open * volume_sd, expected * config.min_lift)
     return new, _detection(new, transition, score, strongest, tuple(round(t.surprise, 3) for t in by_scale),
@@ -282,6 +314,11 @@ def _detection(state: DetectorState, transition: str | None, score: float, stron
         alert.alert_id = None
         alert.severity = None
     return detection
+
+
+@functools.lru_cache(maxsize=16)
+def _calm_config(config: DetectorConfig) -> DetectorConfig:
+    return dataclasses.replace(config, open_surprise=config.open_surprise * _CALM_SHARE)
 
 
 def _spans(seconds: float, config: DetectorConfig) -> list[int]:
@@ -313,36 +350,80 @@ def _sustained_test(items: list[Evidence], lookback: list[Evidence], config: Det
     return _capped(surprise, sum(item.lift for item in items) / len(items), config)
 
 
-def _pooled_test(items: list[Evidence], config: DetectorConfig) -> _Test:
-    """Long scales: both tests on the span's evidence less its top quarter of windows (for each test its own)."""
+@dataclasses.dataclass(frozen=True)
+class _Sum:
+    """A span's evidence for one test, each window's negatives clipped at expected + clip_z sd: a burst adds
+    at most that much, a surge of many windows adds up."""
+
+    test: str  # "volume" | "share"
+    windows: int
+    total: float
+    negative: float
+    expected: float
+    independent_var: float  # the windows' extra variance (beyond sampling) if it were independent
+    correlated_var: float  # ... if it were fully correlated (a level that wanders for hours)
+
+    def evidence(self, learned: float) -> Evidence:
+        """The sum as one window's Evidence, its extra variance `learned` (relative to expected squared; -1,
+        not learned yet, for fully correlated: a drift of a few hours is not a surge) within the bounds."""
+        extra = self.correlated_var if learned < 0 else \
+            min(max(learned * self.expected**2, self.independent_var), self.correlated_var)
+        if self.test == "volume":
+            return Evidence(self.total, self.negative, self.expected, extra, 0.0, 0.0)
+        return Evidence(self.total, self.negative, 0.0, 0.0, self.expected, extra)
+
+    def sampling_var(self) -> float:
+        """Poisson for the volume, binomial (at the pooled share) for the share."""
+        return self.expected if self.test == "volume" else self.expected * (1 - self.expected / self.total)
+
+
+def _clipped_sum(items: list[Evidence], test: str, config: DetectorConfig) -> _Sum:
+    """Sum the span's evidence for the "volume" or the "share" test (one pass: this runs twice per long scale
+    per window)."""
+    total = negative = expected = sd_sum = var_sum = 0.0
+    for e in items:
+        if test == "volume":
+            mean, extra, sampling = e.volume_expected, e.volume_extra_var, e.volume_expected
+        else:
+            mean, extra = e.share_expected, e.share_extra_var
+            sampling = mean * (1 - mean / e.total) if e.total else 0.0
+        total += e.total
+        negative += min(e.negative, mean + config.clip_z * math.sqrt(sampling + extra))
+        expected += mean
+        sd_sum += math.sqrt(extra)
+        var_sum += extra
+    return _Sum(test, len(items), total, negative, expected, var_sum, sd_sum**2)
+
+
+def _pooled_test(sums: tuple[_Sum, _Sum], learned: list[float], config: DetectorConfig) -> _Test:
+    """Long scales: both tests on the span's clipped sums, their noise as learned (`_learn_pooled`)."""
     tests = [_Test(0.0, 1.0)]
-    volume = _pooled(items, lambda e: e.negative - e.volume_expected)
-    if volume.total >= config.min_volume:
-        tests.append(_volume_test(volume, config))
-    share = _pooled(items, lambda e: e.negative - e.share_expected)
-    if share.total >= config.min_volume:
-        tests.append(_share_test(share, config))
+    for run, part, index in ((_volume_test, sums[0], 0), (_share_test, sums[1], 1)):
+        if part.total >= config.min_volume:
+            tests.append(run(part.evidence(learned[index] if learned else -1.0), config))
     return max(tests, key=lambda test: (test.surprise, test.lift))
 
 
-def _pooled(items: list[Evidence], excess: Callable[[Evidence], float]) -> Evidence:
-    """The span's evidence without its top quarter of windows by excess (at least one window).
-
-    The noise beyond sampling (overdispersion, the baseline's uncertainty) wanders slowly, so it is
-    pooled as fully correlated across the span: a drift of a few hours is not taken for a surge.
-    """
-    values = [excess(e) for e in items]
-    top = set(sorted(range(len(items)), key=values.__getitem__, reverse=True)[:max(1, len(items) // 4)])
-    total = negative = volume_expected = volume_sd = share_expected = share_sd = 0.0
-    for i, e in enumerate(items):  # one pass: this runs twice per long scale per window
-        if i not in top:
-            total += e.total
-            negative += e.negative
-            volume_expected += e.volume_expected
-            volume_sd += math.sqrt(e.volume_extra_var)
-            share_expected += e.share_expected
-            share_sd += math.sqrt(e.share_extra_var)
-    return Evidence(total, negative, volume_expected, volume_sd**2, share_expected, share_sd**2)
+def _learn_pooled(state: DetectorState, long_sums: list[tuple[_Sum, _Sum]], pending: bool,
+                  config: DetectorConfig) -> None:
+    """Learn how noisy the long scales' sums really are, between independent and fully correlated windows
+    (a topic whose level wanders for hours is the latter; one with only sampling and jitter nearer the
+    former). The sums are clipped as in the test, so bursts add little, and the value never exceeds the
+    correlated bound: learning can only make a long scale more sensitive, up to independent windows."""
+    if not state.pooled_dispersion:
+        state.pooled_dispersion = [-1.0] * (2 * len(long_sums))  # -1: not learned yet
+    factor = config.alert_learning_factor if pending else 1.0
+    for scale, sums in enumerate(long_sums):
+        for index, part in enumerate(sums):
+            if part.expected <= 0:
+                continue
+            ceiling = part.correlated_var / part.expected**2
+            relative = ((part.negative - part.expected) ** 2 - part.sampling_var()) / part.expected**2
+            slot = 2 * scale + index
+            if state.pooled_dispersion[slot] < 0:
+                state.pooled_dispersion[slot] = ceiling
+            rate = _rate(max(config.scale_halflife_windows, _POOLED_HALFLIFE_SPANS * part.windows)) * factor
+            state.pooled_dispersion[slot] += rate * (min(max(relative, 0.0), ceiling) - state.pooled_dispersion[slot])
 
 
 def _own_test(evidence: Evidence, config: DetectorConfig) -> _Test:
@@ -441,16 +522,17 @@ def _advance_alert(state: DetectorState, window: WindowStats, score: float, shor
     return None
 
 
-def _count_bursts(state: DetectorState, own: _Test, seconds: float, short_windows: int,
-                  config: DetectorConfig) -> None:
-    """A run of burst windows (each alone at half open_surprise) that ends within ten minutes and opened
-    no alert was a burst, not a surge: it counts towards the topic's burst rate."""
+def _count_bursts(state: DetectorState, own: _Test, seconds: float, config: DetectorConfig) -> None:
+    """A run of burst windows (each alone at half open_surprise) that ends within _BURST_MAX_WINDOWS windows
+    and opened no alert was a burst, not a surge: it counts towards the topic's burst rate."""
     if own.surprise >= config.open_surprise / 2 and own.lift >= config.min_lift:
         state.burst_run += 1
         return
-    ended = 0 < state.burst_run <= short_windows and not state.alert.active
+    ended = 0 < state.burst_run <= _BURST_MAX_WINDOWS and not state.alert.active
     state.burst_run = 0
-    state.burst_rate += _rate(_BURST_MEMORY_SECONDS / seconds) * (ended - state.burst_rate)
+    # Averaged plainly over a young topic's history, so its first bursts count in full.
+    rate = max(_rate(_BURST_MEMORY_SECONDS / seconds), 1.0 / max(state.windows, 1))
+    state.burst_rate += rate * (ended - state.burst_rate)
 
 
 def _learn_first(state: DetectorState, window: WindowStats) -> None:
