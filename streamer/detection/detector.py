@@ -84,6 +84,8 @@ _CALM_AFTER_SECONDS = 12 * 3600.0
 _CALM_SHARE = 7.0 / 9.0
 # A window itself is "above normal" when its own evidence reaches this surprise (p <= 0.1).
 _ITSELF_ABOVE = 1.0
+# The long scales count only while the last ten minutes, pooled, reach this surprise (p <= 0.01).
+_STILL_ABOVE = 2.0
 # Scale names, in the order of Detection.surprise.
 SCALES = ("window", "3 windows", "10 min", "1 h", "long")
 
@@ -166,6 +168,12 @@ class DetectorState:
     pooled_dispersion: list[float] = dataclasses.field(default_factory=list)
     alert: AlertState = dataclasses.field(default_factory=AlertState)
 
+    def bursts_per_day(self, seconds: float) -> float:
+        """Bursts a day over the topic's history (`seconds` per window): the moving average, corrected for
+        the history it has not seen yet (it starts from zero)."""
+        seen = 1.0 - (1.0 - _rate(_BURST_MEMORY_SECONDS / seconds)) ** self.windows
+        return self.burst_rate / seen * 86400.0 / seconds if seen > 0 else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["recent"] = [item.to_list() for item in self.recent]
@@ -242,9 +250,11 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
         return new, _detection(new, transition, 0.0, _Test(0.0, 1.0), (0.0,) * len(SCALES), window, p0, expected,
                                expected, outage=True)
 
+    # A young topic is not bursty until its bursts say so (one early burst must not slow every alert down),
+    # and not calm until twelve hours of history, its bursts counted in full, say so.
     bursty = old.burst_rate * 86400.0 / seconds >= _BURSTS_PER_DAY
     base_config = config
-    if not bursty and old.windows * seconds >= _CALM_AFTER_SECONDS:
+    if old.windows * seconds >= _CALM_AFTER_SECONDS and old.bursts_per_day(seconds) < _BURSTS_PER_DAY:
         # A topic whose own history shows no bursts is calm: the nominal tail probabilities hold on it, and
         # less evidence is enough (a bursty topic's tails are heavier than any fitted noise says).
         config = _calm_config(config)
@@ -277,8 +287,8 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
         else:
             sums = (_clipped_sum(items, "volume", config), _clipped_sum(items, "share", config))
             long_sums.append(sums)
-            by_scale.append(_pooled_test(sums, old.pooled_dispersion[2 * len(long_sums) - 2:2 * len(long_sums)],
-                                         config))
+            test = _pooled_test(sums, old.pooled_dispersion[2 * len(long_sums) - 2:2 * len(long_sums)], config)
+            by_scale.append(test if _still_above(lookback, config) else _Test(0.0, test.lift))
     strongest = max(by_scale[1:], key=lambda test: (test.surprise, test.lift))
     score = _score(strongest.surprise, config)
     short = max(by_scale[:3], key=lambda test: test.surprise)
@@ -393,6 +403,14 @@ def _clipped_sum(items: list[Evidence], test: str, config: DetectorConfig) -> _S
         sd_sum += math.sqrt(extra)
         var_sum += extra
     return _Sum(test, len(items), total, negative, expected, var_sum, sd_sum**2)
+
+
+def _still_above(lookback: list[Evidence], config: DetectorConfig) -> bool:
+    """Is the last ten minutes' evidence, pooled, still above normal? The long scales speak only then: an
+    hour that held a long cascade, or a surge that is over, opens nothing on the quiet windows after it."""
+    sums = (_clipped_sum(lookback, "volume", config), _clipped_sum(lookback, "share", config))
+    evidence = (sums[0].evidence(-1.0), sums[1].evidence(-1.0))
+    return max(_volume_test(evidence[0], config).surprise, _share_test(evidence[1], config).surprise) >= _STILL_ABOVE
 
 
 def _pooled_test(sums: tuple[_Sum, _Sum], learned: list[float], config: DetectorConfig) -> _Test:
@@ -530,9 +548,7 @@ def _count_bursts(state: DetectorState, own: _Test, seconds: float, config: Dete
         return
     ended = 0 < state.burst_run <= _BURST_MAX_WINDOWS and not state.alert.active
     state.burst_run = 0
-    # Averaged plainly over a young topic's history, so its first bursts count in full.
-    rate = max(_rate(_BURST_MEMORY_SECONDS / seconds), 1.0 / max(state.windows, 1))
-    state.burst_rate += rate * (ended - state.burst_rate)
+    state.burst_rate += _rate(_BURST_MEMORY_SECONDS / seconds) * (ended - state.burst_rate)
 
 
 def _learn_first(state: DetectorState, window: WindowStats) -> None:

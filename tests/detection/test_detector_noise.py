@@ -62,7 +62,7 @@ def test_a_wandering_level_keeps_the_long_scales_cautious():
     assert state.pooled_dispersion[0] > 2 * jitter_state.pooled_dispersion[0]
 
 
-def test_a_topic_s_first_bursts_count_in_full_so_it_is_bursty_from_its_first_day():
+def test_a_topic_s_first_bursts_count_in_full_so_it_is_not_calm_after_its_first_day():
     rng = np.random.default_rng(6)
     totals = rng.poisson(40, DAY)
     negatives = rng.binomial(totals, 0.2)
@@ -73,8 +73,8 @@ def test_a_topic_s_first_bursts_count_in_full_so_it_is_bursty_from_its_first_day
     state, opened = run(totals, negatives)
     calm_state, _ = run(*jittered(DAY, volume=40, share=0.2, seed=6))
     assert opened == []
-    assert state.burst_rate * DAY >= 2.0, "three bursts in a day is a bursty topic"
-    assert calm_state.burst_rate * DAY < 0.5
+    assert state.bursts_per_day(60.0) >= 2.0, "three bursts in a day: not calm"
+    assert calm_state.bursts_per_day(60.0) < 0.5
 
 
 def test_learned_noise_survives_a_restart():
