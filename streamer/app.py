@@ -153,8 +153,7 @@ def build_worker(settings: Settings, scorer: Scorer, model_info: dict[str, str])
 
     @app.page("/status")
     async def status_page(web: Any, request: Any) -> Any:
-        document = status_document(model_info, progress, window_stage.windows_view, window_stage.status_view,
-                                   window_stage.owned_topics)
+        document = status_document(model_info, progress, window_stage.topics_view, window_stage.owned_topics)
         return web.json({**document, "languages": quality.language_mix.snapshot()})
 
     @app.page("/healthz")

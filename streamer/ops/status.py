@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentiwatch.streamer.scoring.records import iso_utc
 from sentiwatch.streamer.windows import tumbling as win
+
+if TYPE_CHECKING:
+    from sentiwatch.streamer.windows.stage import TopicState
 
 
 class Progress:
@@ -67,20 +70,23 @@ def readiness(assigned: bool, rebalancing: bool, recovered: bool) -> tuple[bool,
     return True, "ok"
 
 
-def status_document(model: Mapping[str, Any], progress: Progress, windows: Mapping[str, Any],
-                    statuses: Mapping[str, Any], owned_topics: set[str]) -> dict[str, Any]:
+def status_document(model: Mapping[str, Any], progress: Progress, states: Mapping[str, TopicState],
+                    owned_topics: set[str]) -> dict[str, Any]:
     """Per-topic current window and latest closed window, model info, lag; counts only."""
     topics: dict[str, Any] = {}
     for topic in sorted(owned_topics):
-        state = windows.get(topic)
-        status = statuses.get(topic) or {}
+        state = states.get(topic)
+        windows = state.windows if state else None
+        current = win.current_window(windows) if windows else None
+        history = state.recent if state else []
+        long_view = win.long_view(history)
         topics[topic] = {
-            "watermark": iso_utc(state["watermark"]) if state and state["watermark"] is not None else None,
-            "current_window": win.current_window(state) if state else None,
-            "open_windows": win.open_windows(state) if state else [],
-            "latest_closed_window": status.get("latest"),
-            "long_window": win.long_view(status.get("recent") or []),
-            "closed_windows": status.get("recent") or [],
+            "watermark": iso_utc(windows.watermark) if windows and windows.watermark is not None else None,
+            "current_window": current.to_dict() if current else None,
+            "open_windows": [summary.to_dict() for summary in win.open_windows(windows)] if windows else [],
+            "latest_closed_window": state.latest.to_dict() if state and state.latest else None,
+            "long_window": long_view.to_dict() if long_view else None,
+            "closed_windows": [summary.to_dict() for summary in history],
         }
     healthy, reason = progress.liveness()
     return {

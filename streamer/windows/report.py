@@ -13,6 +13,7 @@ from typing import Any
 from sentiwatch.streamer.detection.alerts import TermBaseline, build_alert_event, top_terms
 from sentiwatch.streamer.detection.detector import Detection, WindowStats
 from sentiwatch.streamer.ops.metrics import WorkerMetrics
+from sentiwatch.streamer.windows.tumbling import Window
 
 
 class TopicReporter:
@@ -24,13 +25,12 @@ class TopicReporter:
         self._publish_alert = publish_alert
         self._with_examples = with_examples
 
-    def report(self, window: dict[str, Any], stats: WindowStats, detection: Detection,
-               baseline: TermBaseline) -> None:
-        """`window` is tumbling.py's closed window (its terms and examples name the surge's reasons)."""
+    def report(self, window: Window, stats: WindowStats, detection: Detection, baseline: TermBaseline) -> None:
+        """`window` is the closed window itself: its terms and examples name the surge's reasons."""
         topic = stats.topic
         if detection.transition is not None:
-            terms = top_terms(window["terms"], stats.negative, baseline)
-            examples = [{"id": e[0], "text": e[1]} for e in window["examples"]] if self._with_examples else []
+            terms = top_terms(window.terms, stats.negative, baseline)
+            examples = [{"id": e.id, "text": e.text} for e in window.examples] if self._with_examples else []
             self._publish_alert(topic, build_alert_event(detection, stats, terms, examples))
             self._metrics.alerts.labels(topic=topic, state=detection.transition).inc()
         self._metrics.negative_ratio.labels(topic=topic).set(detection.negative_ratio)

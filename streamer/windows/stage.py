@@ -9,7 +9,6 @@ batch: a crash can never leave the counted offsets and the detector out of step 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -67,42 +66,44 @@ STATE_VERSION = 1
 
 @dataclasses.dataclass
 class TopicState:
-    """Everything the worker keeps about one topic, stored as one versioned plain dict."""
+    """Everything the worker keeps about one topic, stored as one versioned plain dict. The typed parts
+    write exactly the dict version 1 has always held, so states already in the table load unchanged."""
 
-    windows: dict[str, Any] = dataclasses.field(default_factory=win.new_topic_state)  # tumbling.py's state
+    windows: win.TopicWindows = dataclasses.field(default_factory=win.TopicWindows)
     detector: DetectorState | None = None
     baseline: TermBaseline = dataclasses.field(default_factory=TermBaseline)
-    recent: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # closed-window summaries
-    latest: dict[str, Any] | None = None  # the newest closed window with its verdict
+    recent: list[win.WindowSummary] = dataclasses.field(default_factory=list)  # closed-window history
+    latest: win.WindowVerdict | None = None  # the newest closed window with its verdict
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "windows": self.windows,
+        return {"version": STATE_VERSION, "windows": self.windows.to_dict(),
                 "detector": self.detector.to_dict() if self.detector else None,
-                "baseline": self.baseline.to_dict(), "recent": self.recent, "latest": self.latest}
+                "baseline": self.baseline.to_dict(), "recent": [summary.to_dict() for summary in self.recent],
+                "latest": self.latest.to_dict() if self.latest else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TopicState:
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"topic state version {data.get('version')!r} is not one this worker knows "
                              f"({STATE_VERSION})")
-        return cls(windows=copy.deepcopy(data["windows"]),  # a table's value is live: change only the copy
+        return cls(windows=win.TopicWindows.from_dict(data["windows"]),
                    detector=DetectorState.from_dict(data["detector"]) if data["detector"] else None,
-                   baseline=TermBaseline.from_dict(data["baseline"]), recent=list(data["recent"]),
-                   latest=data["latest"])
+                   baseline=TermBaseline.from_dict(data["baseline"]),
+                   recent=[win.WindowSummary.from_dict(summary) for summary in data["recent"]],
+                   latest=win.WindowVerdict.from_dict(data["latest"]) if data["latest"] else None)
 
 
-class _View(Mapping[str, Any]):
-    """A read-only view of one part of every topic's state, in the shape /status reads."""
+class _View(Mapping[str, TopicState]):
+    """A read-only view of every topic's state, decoded from the table, for /status."""
 
-    def __init__(self, table: Mapping[str, Any], part: Callable[[Mapping[str, Any]], Any]) -> None:
+    def __init__(self, table: Mapping[str, Any]) -> None:
         self._table = table
-        self._part = part
 
-    def __getitem__(self, topic: str) -> Any:
+    def __getitem__(self, topic: str) -> TopicState:
         value = self._table[topic]
         if value is None:
             raise KeyError(topic)
-        return self._part(value)
+        return TopicState.from_dict(value)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._table)
@@ -125,10 +126,8 @@ class WindowStage:
         # the table for these partitions are owned even if no record of theirs arrives (a quiet topic).
         self._assigned: set[int] = set()
         self._partition_count = 0
-        # What /status reads: each topic's windows, and its closed-window history and latest verdict.
-        self.windows_view: Mapping[str, Any] = _View(states, lambda value: value["windows"])
-        self.status_view: Mapping[str, Any] = _View(
-            states, lambda value: {"recent": value["recent"], "latest": value["latest"]})
+        # What /status reads: each topic's windows, closed-window history and latest verdict.
+        self.topics_view: Mapping[str, TopicState] = _View(states)
 
     def process(self, messages: Sequence[ScoredMessage], now: float | None = None) -> None:
         """Aggregate the batch, then read and write each topic's state once."""
@@ -162,7 +161,8 @@ class WindowStage:
                 continue
             state = self._load(topic)
             win.advance_idle(state.windows, now, self._settings.window_seconds)
-            if self._has_closable(state.windows):
+            if win.has_closable(state.windows, self._settings.window_seconds,
+                                self._settings.allowed_lateness_seconds):
                 self._close(topic, state)
                 self._states[topic] = state.to_dict()
 
@@ -196,24 +196,15 @@ class WindowStage:
         self.owned_topics.clear()
         self._assigned = set()
 
-    def _has_closable(self, state: dict[str, Any]) -> bool:
-        if state["watermark"] is None:
-            return False
-        limit = state["watermark"] - self._settings.allowed_lateness_seconds
-        if any(w["end"] <= limit for w in state["open"].values()):
-            return True
-        return state["closed_until"] is not None and state["closed_until"] + self._settings.window_seconds <= limit
-
     def _close(self, topic: str, state: TopicState) -> None:
         closed = win.close_ready(state.windows, self._settings.window_seconds,
                                  self._settings.allowed_lateness_seconds)
         for window in closed:
-            summary = win.window_summary(window)
-            stats = WindowStats(topic, window["start"], window["end"], summary["total"], summary["negative"])
+            summary = window.summary()
+            stats = WindowStats(topic, window.start, window.end, summary.total, summary.negative)
             state.detector, detection = step(state.detector, stats, self._settings.detector)
             self._reporter.report(window, stats, detection, state.baseline)
             if detection.transition is None and not detection.active:
-                state.baseline.update(window["terms"], summary["negative"])  # calm windows teach the term baseline
+                state.baseline.update(window.terms, summary.negative)  # calm windows teach the term baseline
             state.recent = win.add_to_history(state.recent, summary, self._settings.long_window_seconds)
-            state.latest = {**summary, "score": detection.score, "active": detection.active,
-                            "baseline_ratio": detection.baseline_ratio}
+            state.latest = win.WindowVerdict(summary, detection.score, detection.active, detection.baseline_ratio)

@@ -31,7 +31,7 @@ def counts_with_gaps(seed: int = 0) -> dict[int, tuple[int, int]]:
 
 def live(counts: dict[int, tuple[int, int]]) -> tuple[DetectorState | None, list[WindowStats]]:
     """The worker's path: records -> aggregate/merge -> close_ready -> step, one batch per window."""
-    state = win.new_topic_state()
+    state = win.TopicWindows()
     detector: DetectorState | None = None
     fed: list[WindowStats] = []
     for i, (total, negative) in sorted(counts.items()):
@@ -39,10 +39,10 @@ def live(counts: dict[int, tuple[int, int]]) -> tuple[DetectorState | None, list
                                 f"{i}-{j}", "text") for j in range(total)]
         if items:
             win.merge(state, win.aggregate(items, SIZE, 0).values(), 0)
-        state["watermark"] = T0 + (i + 1) * SIZE  # the next record's time: this window may close
+        state.watermark = T0 + (i + 1) * SIZE  # the next record's time: this window may close
         for window in win.close_ready(state, SIZE, 0):
-            summary = win.window_summary(window)
-            stats = WindowStats("acme", window["start"], window["end"], summary["total"], summary["negative"])
+            summary = window.summary()
+            stats = WindowStats("acme", window.start, window.end, summary.total, summary.negative)
             detector, _ = step(detector, stats, CONFIG)
             fed.append(stats)
     return detector, fed

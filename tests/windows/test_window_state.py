@@ -10,6 +10,7 @@ import pytest
 
 from sentiwatch.config import load_settings
 from sentiwatch.streamer.ops.metrics import WorkerMetrics
+from sentiwatch.streamer.windows import tumbling as win
 from sentiwatch.streamer.windows.stage import ScoredMessage, TopicState, WindowStage
 
 SIZE = 60
@@ -86,7 +87,7 @@ def test_a_crash_between_writes_neither_applies_a_window_twice_nor_skips_one(cra
     for topic in ("ACME", "GLOBEX"):
         got, want = TopicState.from_dict(survivor[topic]), TopicState.from_dict(reference[topic])
         assert got.detector == want.detector, topic  # every closed window applied exactly once
-        assert got.recent == want.recent and got.windows["open"] == want.windows["open"]
+        assert got.recent == want.recent and got.windows.open == want.windows.open
     assert [e["state"] for e in alerts if e["topic"] == "ACME"].count("resolved") <= 1
 
 
@@ -99,6 +100,59 @@ def test_state_is_one_versioned_plain_dict_and_other_versions_are_refused():
     assert state.detector.windows >= 8 and TopicState.from_dict(state.to_dict()) == state
     with pytest.raises(ValueError, match="topic state version 7"):
         TopicState.from_dict({**table["ACME"], "version": 7})
+
+
+# A topic's entry exactly as the worker wrote it before its state was typed (dicts of string keys), taken from a
+# run of that code: one closed window, one open window with an example, two sources and their counted offsets.
+# The detector's own stored forms are tested with the detector.
+OLD_FORMAT_ENTRY = {
+    "version": 1,
+    "windows": {"open": {"1767225660": {"start": 1767225660, "end": 1767225720, "total": 2,
+                                        "counts": {"negative": 1, "positive": 1},
+                                        "score_sums": {"negative": 1.15, "positive": 0.85},
+                                        "terms": {"battery": 1, "fire": 1, "battery fire": 1},
+                                        "examples": [["r2", "battery fire", 0.9]]}},
+                "closed_until": 1767225660, "watermark": 1767225665.0, "moved_at": 1001.0,
+                "sources": {"0": [1767225665.0, 1001.0], "1": [1767225670.0, 1001.0]}, "counted": {"0": 2, "1": 8}},
+    "detector": None,
+    "baseline": {"halflife_windows": 1440.0, "max_terms": 2000, "documents": 2.0,
+                 "counts": {"battery": 2.0, "fire": 2.0, "battery fire": 2.0}},
+    "recent": [{"start": 1767225600, "end": 1767225660, "total": 3, "negative": 2,
+                "counts": {"negative": 2, "positive": 1}}],
+    "latest": {"start": 1767225600, "end": 1767225660, "total": 3, "negative": 2,
+               "counts": {"negative": 2, "positive": 1}, "score": 0.0, "active": False, "baseline_ratio": 0.5},
+}
+
+
+def test_an_entry_written_before_the_state_was_typed_loads_and_is_written_back_unchanged():
+    old = copy.deepcopy(OLD_FORMAT_ENTRY)
+    state = TopicState.from_dict(old)
+    window = state.windows.open[T0 + SIZE]
+    assert (window.total, window.examples) == (2, [win.Example("r2", "battery fire", 0.9)])
+    assert state.windows.sources["1"] == win.SourceClock(1767225670.0, 1001.0)
+    assert state.windows.counted == {"0": 2, "1": 8}
+    assert state.recent == [win.WindowSummary(T0, T0 + SIZE, 3, 2, {"negative": 2, "positive": 1})]
+    assert state.latest == win.WindowVerdict(state.recent[0], score=0.0, active=False, baseline_ratio=0.5)
+    assert json.dumps(state.to_dict()) == json.dumps(OLD_FORMAT_ENTRY)  # same form, same key order
+    # Loading copies: changing the loaded state leaves the table's (live) value alone.
+    window.counts["negative"] += 1
+    window.examples.append(win.Example("r3", "x", 0.1))
+    state.windows.counted["0"] = 99
+    assert old == OLD_FORMAT_ENTRY
+
+    # The stage carries on from it: offsets already counted are skipped, a new record joins the open window.
+    table = {"ACME": copy.deepcopy(OLD_FORMAT_ENTRY)}
+    stage = WindowStage(settings(), WorkerMetrics(), table, lambda *_: None)
+
+    def message(offset: int) -> ScoredMessage:
+        value = {"id": f"r{offset}", "text": "fine", "ts": T0 + SIZE + 30, "topic": "ACME",
+                 "sentiment": {"label": "positive", "scores": {"negative": 0.2, "positive": 0.8}}}
+        return ScoredMessage("ACME", json.dumps(value).encode(), T0, source="0", offset=offset)
+
+    stage.process([message(2), message(3)], now=1002.0)
+    after = table["ACME"]["windows"]
+    assert after["open"][str(T0 + SIZE)]["total"] == 3 and after["counted"] == {"0": 3, "1": 8}
+    assert table["ACME"]["recent"] == OLD_FORMAT_ENTRY["recent"]
 
 
 def test_after_a_restart_a_quiet_topic_is_adopted_from_the_table_and_its_open_alert_resolves():
@@ -118,7 +172,7 @@ def test_after_a_restart_a_quiet_topic_is_adopted_from_the_table_and_its_open_al
     owners = [p for p in range(4) if "ACME" in restarted({p})[0].owned_topics]
     assert len(owners) == 1
     stage, published = restarted({owners[0]})
-    assert "ACME" in stage.status_view and stage.windows_view["ACME"]["watermark"] is not None
+    assert "ACME" in stage.topics_view and stage.topics_view["ACME"].windows.watermark is not None
     for minute in range(1, 12):  # no record of ACME ever arrives again
         stage.close_idle(now=1000.0 + 29 + minute * SIZE)
     assert [e["state"] for e in published if e["topic"] == "ACME"] == ["resolved"]

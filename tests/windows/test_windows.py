@@ -32,35 +32,37 @@ def test_aggregate_makes_one_partial_per_topic_window():
     partials = win.aggregate(items, SIZE, max_examples=1)
     assert set(partials) == {("ACME", W0), ("ACME", W0 + SIZE), ("Globex", W0)}
     first = partials[("ACME", W0)]
-    assert first["total"] == 2
-    assert first["counts"] == {"negative": 1, "positive": 1}
-    assert first["score_sums"]["positive"] == pytest.approx(0.85)
-    assert first["terms"]["fire"] == 1
-    assert len(first["examples"]) == 1
+    assert first.total == 2
+    assert first.counts == {"negative": 1, "positive": 1}
+    assert first.score_sums["positive"] == pytest.approx(0.85)
+    assert first.terms["fire"] == 1
+    assert first.examples == [win.Example("x", "the battery is on fire", 0.9)]
 
 
 def test_merge_counts_records_of_closed_windows_as_late():
-    state = win.new_topic_state()
+    state = win.TopicWindows()
     assert win.merge(state, win.aggregate([item(), item()], SIZE, 0).values(), 0) == 0
-    state["watermark"] = T0 + 200
+    state.watermark = T0 + 200
     closed = win.close_ready(state, size=SIZE, lateness=120)
-    assert [w["total"] for w in closed] == [2]
-    assert state["closed_until"] == W0 + SIZE
+    assert [w.total for w in closed] == [2]
+    assert state.closed_until == W0 + SIZE
     late = win.merge(state, win.aggregate([item(t=T0 + 1)], SIZE, 0).values(), 0)
     assert late == 1
-    assert state["open"] == {}
+    assert state.open == {}
 
 
 def test_close_waits_for_lateness_and_fills_silent_windows():
-    state = win.new_topic_state()
+    state = win.TopicWindows()
     win.merge(state, win.aggregate([item(), item(t=T0 + 4 * SIZE)], SIZE, 0).values(), 0)
     # window 1 ends at T0+40; with lateness 120 it may close once the watermark reaches T0+160.
-    state["watermark"] = T0 + 159
-    assert win.close_ready(state, SIZE, 120) == []
-    state["watermark"] = T0 + 4 * SIZE + 200
+    state.watermark = T0 + 159
+    assert not win.has_closable(state, SIZE, 120) and win.close_ready(state, SIZE, 120) == []
+    state.watermark = T0 + 4 * SIZE + 200
+    assert win.has_closable(state, SIZE, 120)
     closed = win.close_ready(state, SIZE, 120)
-    assert [w["total"] for w in closed] == [1, 0, 0, 0, 1]
-    assert [w["start"] for w in closed] == [W0 + i * SIZE for i in range(5)]
+    assert [w.total for w in closed] == [1, 0, 0, 0, 1]
+    assert [w.start for w in closed] == [W0 + i * SIZE for i in range(5)]
+    assert not win.has_closable(state, SIZE, 120)
 
 
 def settings(**overrides):
@@ -132,18 +134,19 @@ def test_idle_stream_closes_windows_by_wall_clock():
 
 
 def test_watermark_follows_the_slowest_active_source():
-    state = win.new_topic_state()
+    state = win.TopicWindows()
     win.advance_watermark(state, {"0": 500.0, "1": 100.0}, now=10.0, idle_seconds=60)
-    assert state["watermark"] == 100.0
+    assert state.watermark == 100.0
     win.advance_watermark(state, {"1": 300.0}, now=20.0, idle_seconds=60)
-    assert state["watermark"] == 300.0
+    assert state.watermark == 300.0
     # source 1 falls silent: after idle_seconds it no longer holds the watermark back
     win.advance_watermark(state, {"0": 900.0}, now=85.0, idle_seconds=60)
-    assert state["watermark"] == 900.0
+    assert state.watermark == 900.0
     win.advance_watermark(state, {"1": 400.0}, now=86.0, idle_seconds=60)
-    assert state["watermark"] == 900.0  # never moves back
+    assert state.watermark == 900.0  # never moves back
+    assert state.sources == {"0": win.SourceClock(900.0, 85.0), "1": win.SourceClock(400.0, 86.0)}
     win.advance_idle(state, now=85.0 + 61, idle_seconds=60)  # it last moved at 85
-    assert state["watermark"] == 900.0 + 61
+    assert state.watermark == 900.0 + 61
 
 
 def test_a_fast_source_does_not_make_a_slow_one_late():
@@ -191,7 +194,7 @@ def test_forgetting_topics_drops_their_gauges():
 
 def test_redelivered_records_are_not_counted_twice():
     """A record scored again after a crash or a takeover (same source, offset already counted) is skipped."""
-    state = win.new_topic_state()
+    state = win.TopicWindows()
     first = [dataclasses.replace(item(id_=f"r{i}"), source="0", offset=i) for i in range(5)]
     fresh, skipped = win.drop_counted(state, first)
     assert (len(fresh), skipped) == (5, 0)
@@ -201,15 +204,15 @@ def test_redelivered_records_are_not_counted_twice():
     fresh, skipped = win.drop_counted(state, again + other + [item()])
     assert skipped == 2
     assert [(i.source, i.offset) for i in fresh] == [("0", 5), ("0", 6), ("1", 2), ("1", 3), ("", None)]
-    assert state["counted"] == {"0": 6, "1": 3}
+    assert state.counted == {"0": 6, "1": 3}
 
 
 def test_a_recreated_input_topic_counts_again_from_its_new_offsets():
-    state = win.new_topic_state()
+    state = win.TopicWindows()
     win.drop_counted(state, [dataclasses.replace(item(), source="0", offset=win.REDELIVERY_HORIZON + 500)])
     fresh, skipped = win.drop_counted(state, [dataclasses.replace(item(), source="0", offset=i) for i in range(3)])
     assert (len(fresh), skipped) == (3, 0)
-    assert state["counted"] == {"0": 2}
+    assert state.counted == {"0": 2}
 
 
 def test_stage_counts_a_redelivered_batch_once():

@@ -1,4 +1,5 @@
 from sentiwatch.streamer.ops.status import Progress, status_document
+from sentiwatch.streamer.windows.stage import TopicState
 
 
 def test_liveness_fails_only_when_behind_and_stalled():
@@ -22,13 +23,15 @@ def test_lag_forgets_partitions_no_longer_assigned():
 
 
 def test_status_document_has_counts_but_no_texts():
-    windows = {"ACME": {"open": {"60": {"start": 60, "end": 120, "total": 2, "counts": {"negative": 2},
-                                        "score_sums": {}, "terms": {"secret": 2},
-                                        "examples": [["a", "secret text", 0.9]]}},
-                        "closed_until": 60, "watermark": 100.0, "moved_at": 0.0, "sources": {}}}
-    statuses = {"ACME": {"recent": [{"start": 0, "end": 60, "total": 4, "negative": 1, "counts": {}}],
-                         "latest": {"start": 0, "end": 60, "total": 4, "negative": 1}}}
-    document = status_document({"version": "v1"}, Progress(60), windows, statuses, {"ACME"})
+    state = TopicState.from_dict({
+        "version": 1, "detector": None, "baseline": {},
+        "windows": {"open": {"60": {"start": 60, "end": 120, "total": 2, "counts": {"negative": 2},
+                                    "score_sums": {}, "terms": {"secret": 2}, "examples": [["a", "secret text", 0.9]]}},
+                    "closed_until": 60, "watermark": 100.0, "moved_at": 0.0, "sources": {}, "counted": {}},
+        "recent": [{"start": 0, "end": 60, "total": 4, "negative": 1, "counts": {}}],
+        "latest": {"start": 0, "end": 60, "total": 4, "negative": 1, "counts": {}, "score": 0.1, "active": False,
+                   "baseline_ratio": 0.25}})
+    document = status_document({"version": "v1"}, Progress(60), {"ACME": state}, {"ACME"})
     topic = document["topics"]["ACME"]
     assert topic["current_window"]["total"] == 2 and topic["long_window"]["negative_ratio"] == 0.25
     assert topic["watermark"] == "1970-01-01T00:01:40.000Z"
