@@ -99,7 +99,7 @@ def _active_spans(times: list[float], active: list[bool]) -> list[tuple[float, f
 
 
 def _sigmoid(y: float) -> float:
-    return 2.0 / (1.0 + math.exp(5.0 * y)) - 1.0
+    return 2.0 / (1.0 + math.exp(min(5.0 * y, 700.0))) - 1.0  # -1 far after a window (no overflow)
 
 
 def _nab(opens: list[float], windows: list, neutral: list) -> tuple[float, float, float]:

@@ -20,13 +20,17 @@ while observed / expected is under `min_lift`). Evidence is read at several time
 * long (an hour; `evidence_hours`): both tests on the span's summed counts, each window clipped at
   expected + clip_z sd (a burst adds little, a surge of many windows adds up). How noisy such a sum
   is lies between independent windows and fully correlated ones (a level that wanders for hours);
-  where is learned per topic, starting from correlated (a slow drift is not a surge).
+  where is learned per topic, starting from correlated (a slow drift is not a surge), once the
+  longest span is full. The long scales count only while the last ten minutes, pooled, are still
+  above normal: an hour that held a long cascade, or a surge that is over, opens nothing.
 
-A calm topic (no bursts in its own history, after twelve hours) opens at 7/9 of `open_surprise`
-(7 instead of 9): on it the fitted noise holds and less evidence is enough.
+A calm topic (fewer than one burst a day over at least twelve hours of its history) is held to 7/9 of
+`open_surprise` (7 instead of 9): on it the fitted noise holds and less evidence is enough. Everything
+measured against the open level follows (the score's scale, the min_lift cap, the resolve and
+pending thresholds, `negative_upper`), so a score means the same on every topic: how close to opening.
 
-The score is S² / (S² + c²) of the strongest scale, c set so that `open_score` is reached at
-`open_surprise`: graded, monotone, never 1, comparable across topics. A young baseline's own
+The score is S² / (S² + c²) of the strongest scale, c set so that `open_score` is reached at the open
+level: graded, monotone, never 1, comparable across topics. A young baseline's own
 uncertainty widens the tests, so a new topic speaks as soon as its evidence is strong enough for what
 it knows (warm-up by evidence, not by a count of windows).
 
@@ -73,7 +77,7 @@ _PENDING = 0.67
 _POOLED_HALFLIFE_SPANS = 10.0
 # How long the burst rate remembers (3 days).
 _BURST_MEMORY_SECONDS = 3 * 86400.0
-# A topic with more bursts a day than this (single windows at half open_surprise) is bursty.
+# A topic with more bursts a day than this (runs of windows each at half open_surprise, no alert) is bursty.
 _BURSTS_PER_DAY = 1.0
 # A run of burst windows at most this long that opened no alert counts as one burst.
 _BURST_MAX_WINDOWS = 10
@@ -151,6 +155,9 @@ class DetectorState:
     # Extra variance beyond sampling noise, relative to the expected value squared (φ for the volume).
     dispersion: float = _PRIOR_DISPERSION
     share_dispersion: float = 0.1**2
+    # Whether any window held a text that was not negative: until then (a plain count series, total ==
+    # negative) the share test is silent.
+    share_known: bool = False
     # Hour-of-day and day-of-week multipliers of the volume, mean 1 (empty until used).
     daily: list[float] = dataclasses.field(default_factory=list)
     weekly: list[float] = dataclasses.field(default_factory=list)
@@ -159,8 +166,8 @@ class DetectorState:
     # Windows in a row outside the normal band on one side (+ above, - below), and their mean log ratio.
     shift_run: int = 0
     shift_log_ratio: float = 0.0
-    # Moving average of how often a window alone is a burst (outside alerts): a bursty topic must show a
-    # surge for ten minutes, not three windows, before it counts as sustained.
+    # Moving average, per window, of bursts (a short run of burst windows that opened no alert): at fine
+    # windows a bursty topic must show a surge for ten minutes, not three windows, before it counts.
     burst_rate: float = 0.0
     burst_run: int = 0  # windows in the current run of burst windows
     # Extra variance of the long scales' pooled sums relative to their expected sum squared, learned: volume
@@ -200,6 +207,7 @@ class DetectorState:
         values["daily"] = list(data.get("daily", []))
         values["weekly"] = list(data.get("weekly", []))
         values["pooled_dispersion"] = list(data.get("pooled_dispersion", []))
+        values.setdefault("share_known", values.get("share_total", 0.0) > values.get("share_negative", 0.0))
         return cls(**values)
 
 
@@ -255,7 +263,7 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
     bursty = old.burst_rate * 86400.0 / seconds >= _BURSTS_PER_DAY
     base_config = config
     if old.windows * seconds >= _CALM_AFTER_SECONDS and old.bursts_per_day(seconds) < _BURSTS_PER_DAY:
-        # A topic whose own history shows no bursts is calm: the nominal tail probabilities hold on it, and
+        # A topic whose own history shows (almost) no bursts is calm: the nominal tail probabilities hold on it, and
         # less evidence is enough (a bursty topic's tails are heavier than any fitted noise says).
         config = _calm_config(config)
     learned = old.windows + _PRIOR_WINDOWS
@@ -266,7 +274,7 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
     current = Evidence(
         total=n, negative=k, volume_expected=expected,
         volume_extra_var=expected**2 * (dispersion + level_uncertainty),
-        share_expected=n * p0,
+        share_expected=n * p0 if old.share_known else float(n),  # all of n expected: no share evidence
         share_extra_var=(n * p0) ** 2 * max(old.share_dispersion, _MIN_REL_DISPERSION) + n**2 * share_uncertainty,
     )
     spans = _spans(seconds, config)
@@ -276,6 +284,7 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
     by_scale = [own]
     lookback = new.recent[-spans[1]:]
     long_sums: list[tuple[_Sum, _Sum]] = []  # (volume, share) per long scale, once its span is full
+    still_above: bool | None = None  # computed once, for the first long scale that is full
     for index, span in enumerate(spans):
         if index == 0 and bursty:
             span = max(span, int(round(_BURSTY_HOLD_SECONDS / seconds)))  # a cascade must have decayed by then
@@ -287,8 +296,10 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
         else:
             sums = (_clipped_sum(items, "volume", config), _clipped_sum(items, "share", config))
             long_sums.append(sums)
+            if still_above is None:
+                still_above = _still_above(lookback, config)
             test = _pooled_test(sums, old.pooled_dispersion[2 * len(long_sums) - 2:2 * len(long_sums)], config)
-            by_scale.append(test if _still_above(lookback, config) else _Test(0.0, test.lift))
+            by_scale.append(test if still_above else _Test(0.0, 1.0))
     strongest = max(by_scale[1:], key=lambda test: (test.surprise, test.lift))
     score = _score(strongest.surprise, config)
     short = max(by_scale[:3], key=lambda test: test.surprise)
@@ -298,7 +309,7 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
     if transition == "resolved":
         new.recent = []  # this event's evidence is spent: it must not reopen from the longer scales
     volume_sd = math.sqrt(expected + current.volume_extra_var)
-    # While an alert is open or the short scales say something is going on, the baseline learns slowly.
+    # While an alert is open or any scale says something is going on, the baseline learns slowly.
     pending = new.alert.active or max(t.surprise for t in by_scale[1:]) >= config.open_surprise * _PENDING
     _learn(new, window, p0, current, volume_sd, season, pending, config)
     if transition != "resolved" and len(long_sums) == len(spans) - 2:
@@ -384,7 +395,9 @@ class _Sum:
 
     def sampling_var(self) -> float:
         """Poisson for the volume, binomial (at the pooled share) for the share."""
-        return self.expected if self.test == "volume" else self.expected * (1 - self.expected / self.total)
+        if self.test == "volume":
+            return self.expected
+        return self.expected * (1 - self.expected / self.total) if self.total else 0.0
 
 
 def _clipped_sum(items: list[Evidence], test: str, config: DetectorConfig) -> _Sum:
@@ -556,6 +569,7 @@ def _learn_first(state: DetectorState, window: WindowStats) -> None:
     state.total_level = float(window.total)
     state.share_negative = float(window.negative)
     state.share_total = float(window.total)
+    state.share_known = window.total > window.negative
     state.windows = 1
 
 
@@ -580,6 +594,7 @@ def _learn(state: DetectorState, window: WindowStats, p0: float, current: Eviden
         k_share = min(max(k, n * p0 - config.clip_z * share_sd), n * p0 + config.clip_z * share_sd)
         state.share_negative += alpha * (k_share - state.share_negative)
         state.share_total += alpha * (n - state.share_total)
+        state.share_known = state.share_known or n > k
         share_excess = ((k_share - n * p0) ** 2 - n * p0 * (1 - p0)) / (n * p0) ** 2
         state.share_dispersion = max(state.share_dispersion + beta * (share_excess - state.share_dispersion), 0.0)
     if state.level > 0.5:
