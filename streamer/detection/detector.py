@@ -16,7 +16,7 @@ while observed / expected is under `min_lift`). Evidence is read at several time
 * short (three windows; ten minutes): is (nearly) every window of the span surprising on its own, and
   does the newest still hold most of the recent peak? One retweet burst, or a cascade that decays,
   never counts; a surge that holds does within three windows. On a topic that bursts often (more
-  than one burst a day, learned) the first scale spans ten minutes: by then a cascade has decayed;
+  than one burst a day, learned) only the ten minutes count at fine windows: by then a cascade has decayed;
 * long (an hour; `evidence_hours`): both tests on the span's summed counts, each window clipped at
   expected + clip_z sd (a burst adds little, a surge of many windows adds up). How noisy such a sum
   is lies between independent windows and fully correlated ones (a level that wanders for hours);
@@ -81,8 +81,6 @@ _BURST_MEMORY_SECONDS = 3 * 86400.0
 _BURSTS_PER_DAY = 1.0
 # A run of burst windows at most this long that opened no alert counts as one burst.
 _BURST_MAX_WINDOWS = 10
-# On a bursty topic the first short scale spans at least this long (ten windows at 60 s): a cascade has decayed.
-_BURSTY_HOLD_SECONDS = 600.0
 # A topic with fewer bursts than _BURSTS_PER_DAY, seen this long, is calm: it opens at this share of open_surprise.
 _CALM_AFTER_SECONDS = 12 * 3600.0
 _CALM_SHARE = 7.0 / 9.0
@@ -286,11 +284,11 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
     long_sums: list[tuple[_Sum, _Sum]] = []  # (volume, share) per long scale, once its span is full
     still_above: bool | None = None  # computed once, for the first long scale that is full
     for index, span in enumerate(spans):
-        if index == 0 and bursty:
-            span = max(span, int(round(_BURSTY_HOLD_SECONDS / seconds)))  # a cascade must have decayed by then
         items = new.recent[-span:]
-        if len(items) < span:
-            by_scale.append(_Test(0.0, 1.0))  # not enough history at this scale yet
+        if len(items) < span or (index == 0 and bursty and spans[1] > span):
+            # Not enough history at this scale yet; or, on a bursty topic at fine windows, three windows are
+            # too few: a cascade has decayed only after the ten minutes of the next scale.
+            by_scale.append(_Test(0.0, 1.0))
         elif index < 2:
             by_scale.append(_sustained_test(items, lookback, config))
         else:
