@@ -16,7 +16,8 @@ while observed / expected is under `min_lift`). Evidence is read at several time
 * short (three windows; ten minutes): is (nearly) every window of the span surprising on its own, and
   does the newest still hold most of the recent peak? One retweet burst, or a cascade that decays,
   never counts; a surge that holds does within three windows. On a topic that bursts often (more
-  than one burst a day, learned) only the ten minutes count at fine windows: by then a cascade has decayed;
+  than one burst a day, learned; a burst is a short run of windows at three times the expected count or
+  more that opened nothing) only the ten minutes count at fine windows: by then a cascade has decayed;
 * long (an hour; `evidence_hours`): both tests on the span's summed counts, each window clipped at
   expected + clip_z sd (a burst adds little, a surge of many windows adds up). How noisy such a sum
   is lies between independent windows and fully correlated ones (a level that wanders for hours);
@@ -79,6 +80,10 @@ _POOLED_HALFLIFE_SPANS = 10.0
 _BURST_MEMORY_SECONDS = 3 * 86400.0
 # A topic with more bursts a day than this (runs of windows each at half open_surprise, no alert) is bursty.
 _BURSTS_PER_DAY = 1.0
+# A burst window holds at least this lift (a cascade multiplies the count many times over at once); a window of a
+# modest surge that crosses half open_surprise without opening is not one, or missed surges would make a topic bursty
+# and harder still to alert on.
+_BURST_LIFT = 3.0
 # A run of burst windows at most this long that opened no alert counts as one burst.
 _BURST_MAX_WINDOWS = 10
 # A topic with fewer bursts than _BURSTS_PER_DAY, seen this long, is calm: it opens at this share of open_surprise.
@@ -552,9 +557,10 @@ def _advance_alert(state: DetectorState, window: WindowStats, score: float, shor
 
 
 def _count_bursts(state: DetectorState, own: _Test, seconds: float, config: DetectorConfig) -> None:
-    """A run of burst windows (each alone at half open_surprise) that ends within _BURST_MAX_WINDOWS windows
-    and opened no alert was a burst, not a surge: it counts towards the topic's burst rate."""
-    if own.surprise >= config.open_surprise / 2 and own.lift >= config.min_lift:
+    """A run of burst windows (each alone at half open_surprise and _BURST_LIFT) that ends within
+    _BURST_MAX_WINDOWS windows and opened no alert was a burst, not a surge: it counts towards the topic's
+    burst rate."""
+    if own.surprise >= config.open_surprise / 2 and own.lift >= max(config.min_lift, _BURST_LIFT):
         state.burst_run += 1
         return
     ended = 0 < state.burst_run <= _BURST_MAX_WINDOWS and not state.alert.active

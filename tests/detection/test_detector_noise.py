@@ -85,6 +85,21 @@ def test_a_topic_s_first_bursts_count_in_full_so_it_is_not_calm_after_its_first_
     assert calm_state.bursts_per_day(60.0) < 0.5
 
 
+def test_windows_of_a_modest_surge_are_not_bursts_so_missed_surges_do_not_make_a_topic_bursty():
+    # Three times in a day one window doubles its negatives on a busy topic: each is surprising on its own
+    # (past half the open level) but only 2x, which is a surge's window, not a cascade's. Counting them as
+    # bursts made topics whose modest surges went unalerted bursty, and harder still to alert on.
+    rng = np.random.default_rng(7)
+    totals = rng.poisson(400, DAY)
+    negatives = rng.binomial(totals, 0.2)
+    for at in (300, 700, 1100):
+        negatives[at] = min(2 * negatives[at], totals[at])
+    state, found = run_detections(totals, negatives, None)
+    assert not any(d.transition == "open" for d in found)
+    assert all(found[at].surprise[0] >= CONFIG.open_surprise / 2 for at in (300, 700, 1100))
+    assert state.bursts_per_day(60.0) < 0.5
+
+
 def test_learned_noise_survives_a_restart():
     totals, negatives = jittered(DAY, volume=50, share=0.2, seed=8)
     state, _ = run(totals[:900], negatives[:900])
