@@ -11,6 +11,9 @@ chosen on the project's own generators (docs/detector.md says which seeds). Ever
   Storm Nemo), New Year's Eve 2015 at Melbourne's Birrarung Marr (the city's fireworks), and the three
   2016 presidential debates in the tweets of one of the candidates.
 
+Since session 6 a slice of New York's cancellations is also a test (tests/detection/test_detector_real.py),
+so a later detector change is made knowing those series: the summary is given with and without them.
+
     .venv/bin/python benchmarks/real_series.py            # once: fetch the packages, build the CSVs
     .venv/bin/python benchmarks/detector_real.py [--config F] [--json OUT]
 """
@@ -34,6 +37,8 @@ from sentiwatch.detector_config import DetectorConfig  # noqa: E402
 from sentiwatch.streamer.detection.backtest import read_series, run_detector  # noqa: E402
 
 WEEK = 7 * 86400.0
+# Series a test holds the detector to (a development check from session 6 on, not unseen data any more).
+IN_TESTS = tuple(f"nycflights13/{airport}_cancelled_5min" for airport in ("NYC", "EWR", "JFK", "LGA"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +67,8 @@ KNOWN_EVENTS = [
 
 @dataclasses.dataclass(frozen=True)
 class SeriesResult:
+    """The detector's openings on one series."""
+
     key: str  # "source/name"
     counts: str
     interval: float
@@ -72,6 +79,7 @@ class SeriesResult:
 
 
 def evaluate(item: RealSeries, config: DetectorConfig) -> SeriesResult:
+    """Run one series through the backtest's reader and detector, as `sentiwatch backtest` would."""
     started = time.perf_counter()
     series = read_series(item.path)
     detections = run_detector(series.points, config, topic=item.name)
@@ -87,19 +95,23 @@ def _evaluate(job: tuple[RealSeries, DetectorConfig]) -> SeriesResult:
 
 
 def known_events(results: list[SeriesResult]) -> list[dict[str, object]]:
+    """One row per (event, series): did an alert open during the event? A series that was not built is an
+    error, not a silently smaller denominator."""
     by_key = {result.key: result for result in results}
+    missing = sorted({key for event in KNOWN_EVENTS for key in event.series} - set(by_key))
+    if missing:
+        raise SystemExit(f"the known events need series that were not built: {', '.join(missing)}")
     rows = []
     for event in KNOWN_EVENTS:
         start, end = _epoch(event.start), _epoch(event.end)
         for key in event.series:
-            if key in by_key:
-                hits = [t for t in by_key[key].openings if start <= t < end]
-                rows.append({"event": event.name, "series": key, "caught": bool(hits),
-                             "opened": [_iso(t) for t in hits]})
+            hits = [t for t in by_key[key].openings if start <= t < end]
+            rows.append({"event": event.name, "series": key, "caught": bool(hits), "opened": [_iso(t) for t in hits]})
     return rows
 
 
 def summarise(results: list[SeriesResult]) -> dict[str, object]:
+    """Alerts per series-week over all the series (every opening counted), and the worst series."""
     weeks = sum(result.weeks for result in results)
     alerts = sum(len(result.openings) for result in results)
     per_week = [len(result.openings) / result.weeks for result in results]
@@ -145,7 +157,10 @@ def main() -> int:
     for row in events:
         print(f"{'caught' if row['caught'] else 'MISSED'}: {row['event']} on {row['series']} {row['opened']}")
     summary = summarise(results)
-    summary["known_events_caught"] = f"{sum(bool(row['caught']) for row in events)}/{len(events)}"
+    summary["without_the_series_in_tests"] = summarise([result for result in results if result.key not in IN_TESTS])
+    summary["known_event_checks_caught"] = f"{sum(bool(row['caught']) for row in events)}/{len(events)}"
+    caught_events = {row["event"] for row in events if row["caught"]}
+    summary["known_events_caught"] = f"{len(caught_events)}/{len(KNOWN_EVENTS)} (on at least one of their series)"
     summary["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(summary, indent=2))
     if args.json:

