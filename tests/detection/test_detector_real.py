@@ -1,4 +1,5 @@
-"""`sentiwatch backtest` at default settings on a real count series nobody here wrote or tuned on.
+"""`sentiwatch backtest` at default settings on a real count series nobody here wrote, chosen without
+looking at the detector's settings (from session 6 on it also holds later changes to this series).
 
 New York's cancelled departures per 5 minutes, January to March 2013 (tests/detection/data/README.md):
 mostly zeros and ones, a daily cycle, and the blizzard of 8-9 February 2013 (Winter Storm Nemo), when
