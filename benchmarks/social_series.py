@@ -19,8 +19,9 @@ Per topic this generator draws:
   ones must be caught.
 
 Each series comes in total and negative counts, at any interval (5 minutes and 60 seconds are used).
-Deterministic for a seed; numpy only. `python benchmarks/social_series.py --out F.csv` writes one
-series in the `sentiwatch backtest` format.
+Every series also carries its hidden `Truth` (the per-minute rates it was drawn from), for the oracle of
+benchmarks/detector_oracle.py: what a detector that knew them could do. Deterministic for a seed; numpy only.
+`python benchmarks/social_series.py --out F.csv` writes one series in the `sentiwatch backtest` format.
 """
 
 from __future__ import annotations
@@ -52,6 +53,21 @@ class Event:
 
 
 @dataclasses.dataclass(frozen=True)
+class Truth:
+    """The hidden process behind a series, per simulated minute (the detector never sees it).
+
+    Kept so that benchmarks/detector_oracle.py can bound what any detector could do on this data; recording it
+    draws no random numbers, so the counts of a seed are the same with or without it.
+    """
+
+    background: np.ndarray  # expected texts per minute outside cascades and events (quiet spells included)
+    negative_rate: np.ndarray  # expected negative texts per minute: background * negative share
+    usual_negative_rate: np.ndarray  # usual * share: as background but ignoring quiet spells (events scale on it)
+    cascades_per_day: float  # the topic's rate of cascades (of any size)
+    event_levels: tuple[float, ...]  # per event: median usual negative rate over the hour before (before the 0.5 floor)
+
+
+@dataclasses.dataclass(frozen=True)
 class Series:
     topic: str
     start_epoch: float
@@ -61,6 +77,7 @@ class Series:
     present: np.ndarray  # False where the producer was down: no row
     events: list[Event]
     cascades: list[float]  # start times (seconds) of cascades of 10x the interval's rate or more
+    truth: Truth | None = None  # set by generate_series
 
     def rows(self) -> list[tuple[float, int, int]]:
         """(epoch seconds, total, negative) of the rows present."""
@@ -101,7 +118,8 @@ def generate_series(topic: str, seed: int, weeks: float = 2.0, interval: float =
 
     # Cascades: heavy-tailed sizes relative to the five-minute background, short exponential decay.
     cascade_starts: list[float] = []
-    for _ in range(rng.poisson(weeks * 7 * rng.uniform(3, 15))):
+    cascades_per_day = rng.uniform(3, 15)
+    for _ in range(rng.poisson(weeks * 7 * cascades_per_day)):
         at = int(rng.integers(0, minutes))
         size = min((rng.pareto(1.3) + 1) * 5 * max(background[at], 0.2) * rng.uniform(0.5, 2.0), 5e4)
         tau = rng.uniform(1, 6)
@@ -115,6 +133,7 @@ def generate_series(topic: str, seed: int, weeks: float = 2.0, interval: float =
             cascade_starts.append(at * base_step)
 
     events: list[Event] = []
+    levels: list[float] = []
     spacing = WEEK / events_per_week if events_per_week > 0 else math.inf
     position = rng.uniform(1.5 * DAY, 1.5 * DAY + spacing)
     while position < weeks * WEEK - 6 * 3600:
@@ -130,7 +149,8 @@ def generate_series(topic: str, seed: int, weeks: float = 2.0, interval: float =
         # (multiplier - 1) times the usual negative rate around it (its level over the hour before), and at
         # least half a text a minute: a handful of texts is not an event anyone is paged for.
         before = slice(max(first - 60, 0), first + 1)
-        level = max(float(np.median(usual[before] * share[before])), 0.5)
+        levels.append(float(np.median(usual[before] * share[before])))
+        level = max(levels[-1], 0.5)
         profile = np.array([_profile(event, (i - first) * base_step) for i in range(first, last)])
         extra = rng.poisson(level * (profile - 1))
         negatives[first:last] += extra
@@ -149,7 +169,8 @@ def generate_series(topic: str, seed: int, weeks: float = 2.0, interval: float =
     return Series(
         topic, start_epoch, per_row * base_step,
         totals[:rows * per_row].reshape(shape).sum(axis=1), negatives[:rows * per_row].reshape(shape).sum(axis=1),
-        present[:rows * per_row].reshape(shape).all(axis=1), events, cascade_starts)
+        present[:rows * per_row].reshape(shape).all(axis=1), events, cascade_starts,
+        Truth(background, background * share, usual * share, cascades_per_day, tuple(levels)))
 
 
 def _profile(event: Event, since_start: float) -> float:
