@@ -35,13 +35,12 @@ level: graded, monotone, never 1, comparable across topics. A young baseline's o
 uncertainty widens the tests, so a new topic speaks as soon as its evidence is strong enough for what
 it knows (warm-up by evidence, not by a count of windows).
 
-An alert opens when the score reaches `open_score` on a window that is itself above normal (on a sparse topic,
-where one window holds too few texts to say, the last three windows pooled must be, the newest above its
-expected count), is re-announced ("update") when its lift grows by `update_growth` or it turns critical, and
-resolves after `resolve_windows` windows whose short-scale score is under `resolve_score`; then the pooled
-evidence is dropped (an event opens one alert) and a `cooldown_windows` pause follows. A level that stays out
-of the normal band for `level_shift_hours` is accepted as the new normal. An empty window on a topic that
-normally has texts is a producer outage, not calm: it neither teaches nor alerts.
+An alert opens when the score reaches `open_score` on a window that is itself above normal, is
+re-announced ("update") when its lift grows by `update_growth` or it turns critical, and resolves
+after `resolve_windows` windows whose short-scale score is under `resolve_score`; then the pooled
+evidence is dropped (an event opens one alert) and a `cooldown_windows` pause follows. A level that
+stays out of the normal band for `level_shift_hours` is accepted as the new normal. An empty window
+on a topic that normally has texts is a producer outage, not calm: it neither teaches nor alerts.
 
 With `total == negative` (a plain count series in `sentiwatch backtest`) the share test is silent
 and the detector works on volume alone.
@@ -92,10 +91,6 @@ _CALM_AFTER_SECONDS = 12 * 3600.0
 _CALM_SHARE = 7.0 / 9.0
 # A window itself is "above normal" when its own evidence reaches this surprise (p <= 0.1).
 _ITSELF_ABOVE = 1.0
-# A window expecting fewer negatives than this holds too few texts to be above normal on its own (one or two more
-# negatives than expected are not p <= 0.1); there the newest _SPARSE_WINDOWS windows, pooled, must be.
-_SPARSE_EXPECTED = 3.0
-_SPARSE_WINDOWS = 3
 # The long scales count only while the last ten minutes, pooled, reach this surprise (p <= 0.01).
 _STILL_ABOVE = 2.0
 # Scale names, in the order of Detection.surprise.
@@ -311,7 +306,7 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
     strongest = max(by_scale[1:], key=lambda test: (test.surprise, test.lift))
     score = _score(strongest.surprise, config)
     short = max(by_scale[:3], key=lambda test: test.surprise)
-    itself_above = _itself_above(own, new.recent, config)
+    itself_above = own.surprise >= _ITSELF_ABOVE and own.lift > 1.0
     transition = _advance_alert(new, window, score, _score(short.surprise, config), strongest.lift, itself_above,
                                 config)
     if transition == "resolved":
@@ -463,29 +458,6 @@ def _learn_pooled(state: DetectorState, long_sums: list[tuple[_Sum, _Sum]], pend
                 state.pooled_dispersion[slot] = ceiling
             rate = _rate(max(config.scale_halflife_windows, _POOLED_HALFLIFE_SPANS * part.windows)) * factor
             state.pooled_dispersion[slot] += rate * (min(max(relative, 0.0), ceiling) - state.pooled_dispersion[slot])
-
-
-def _itself_above(own: _Test, recent: list[Evidence], config: DetectorConfig) -> bool:
-    """Is the newest window (`recent[-1]`, its own test `own`) itself above normal? An alert never opens on a
-    window that is not: a surge that is over must not open one. On a sparse topic one window holds too few texts
-    to say, so there the newest must hold more negatives than expected and the last few windows, pooled, must be
-    above normal (at 60-second windows a small topic's surge of two or three negatives a minute otherwise opens
-    nothing until the baseline has learned it)."""
-    if own.surprise >= _ITSELF_ABOVE and own.lift > 1.0:
-        return True
-    newest = recent[-1]
-    if newest.volume_expected >= _SPARSE_EXPECTED or newest.negative <= newest.volume_expected \
-            or len(recent) < _SPARSE_WINDOWS:
-        return False
-    items = recent[-_SPARSE_WINDOWS:]
-    pooled = Evidence(
-        total=sum(item.total for item in items), negative=sum(item.negative for item in items),
-        volume_expected=sum(item.volume_expected for item in items),
-        volume_extra_var=sum(item.volume_extra_var for item in items),
-        share_expected=sum(item.share_expected for item in items),
-        share_extra_var=sum(item.share_extra_var for item in items))
-    test = _own_test(pooled, config)
-    return test.surprise >= _ITSELF_ABOVE and test.lift > 1.0
 
 
 def _own_test(evidence: Evidence, config: DetectorConfig) -> _Test:
