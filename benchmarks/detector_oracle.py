@@ -73,6 +73,7 @@ T_MIN = 1.0  # rows whose event-vs-nothing factor is below 10**T_MIN are not eva
 CC_MIN = 1.5  # the two-cascade null is evaluated only where the one-cascade stat reaches this
 CASCADE_FIRST_START = -20  # earliest cascade start, in minutes from the window's first minute
 QUIET_ROWS = 30  # rows over the threshold this close together are one alert
+WARMUP_ROWS = 40  # rows after the first full window left unevaluated (no event starts in a series' first 1.5 days)
 SKIP_DELAY = 15  # rows: the shortcut of _skip_rows is exact for delays up to this
 PRIOR_SAMPLES, PRIOR_SEED = 4_000_000, 12345
 # Quantile midpoints of the negative share of a cascade, Beta(1.2, 2): scipy.stats.beta(1.2, 2).ppf((k + 0.5) / 5)
@@ -82,7 +83,7 @@ SHARE_QUINTILES = (0.07892980909533649, 0.21039296001530372, 0.3464031350226632,
 SHARE_HALVES = (0.17776355514111253, 0.5485347394875877)
 DECAYS_TWO_CASCADES = (0, 2, 5, 8)  # indices into Priors.decays: the coarse grid of the two-cascade term
 LN10 = math.log(10)
-DEFAULT_THRESHOLDS = "1.5,2,2.2,2.4,2.5,2.6,2.8,3,3.5,4,5"
+DEFAULT_THRESHOLDS = "2,2.2,2.3,2.4,2.45,2.5,2.6,2.8,3,3.5,4,5"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +246,7 @@ def _candidates(d: _Data, shapes: _Shapes, priors: Priors, settings: Settings, p
     threshold of T_MIN or more: a cheap vectorised pass over all rows before the costly one over few.
     """
     m = settings.rows
-    idx = np.arange(m - 1 + 40, len(d.negatives))
+    idx = np.arange(m - 1 + WARMUP_ROWS, len(d.negatives))
     total = np.full(len(idx), -np.inf)
     for a, start in enumerate(shapes.event_starts):
         level = d.level[(idx - m + 1) * per_row + start]
@@ -389,7 +390,7 @@ def _two_cascades(base: np.ndarray, shapes: _Shapes, priors: Priors, settings: S
 class EventDelay:
     delay: int | None  # rows from the one holding the start to the opening; None when missed
     sudden: bool
-    small: bool  # usual negative rate under one a minute (the level floor of 0.5 a minute dominates)
+    small: bool  # usual negative rate under one a minute (below 0.5 the generator's floor sets the event's size)
 
 
 def score(stats: SeedStats, interval: float, threshold: float,
@@ -411,7 +412,9 @@ def score(stats: SeedStats, interval: float, threshold: float,
         if caught:
             delay: int | None = caught[0] - first
         else:  # an alert still open (over T within the last QUIET_ROWS rows) when the event began covers it
-            delay = 0 if np.any((on >= first - QUIET_ROWS) & (on < first)) else None
+            # (the row holding the start counts too: it opens before the start, and the detector's harness asks
+            # whether an alert is active when the event begins)
+            delay = 0 if np.any((on >= first - QUIET_ROWS) & (on <= first)) else None
         found[event.kind].append(EventDelay(delay, event.ramp == 0, level < 1))
     raw, perfect, null = _nab(opens, [e for e in events if e.kind == "major"],
                               [e for e in events if e.kind == "minor"])
@@ -444,7 +447,8 @@ def frontier(all_stats: list[SeedStats], interval: float, thresholds: list[float
 def _cached(seed: int, priors: Priors, settings: Settings, cache: Path | None) -> SeedStats:
     """The statistics of one seed, from `cache` when it holds them for the same settings."""
     path = cache / f"{seed}.npz" if cache else None
-    key = np.array([settings.interval, settings.channels, settings.rows, settings.starts])
+    key = np.array([settings.interval, settings.channels, settings.rows, settings.starts, T_MIN, CC_MIN, SKIP_DELAY,
+                    CASCADE_FIRST_START, WARMUP_ROWS, PRIOR_SAMPLES, PRIOR_SEED])
     if path and path.exists():
         with np.load(path) as saved:
             if "settings" not in saved or not np.array_equal(saved["settings"], key):
@@ -463,7 +467,7 @@ def _cached(seed: int, priors: Priors, settings: Settings, cache: Path | None) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0-39", help="series seeds, FIRST-LAST")
-    parser.add_argument("--interval", type=float, default=60.0, help="seconds per window (60 or 300)")
+    parser.add_argument("--interval", type=float, choices=(60.0, 300.0), default=60.0, help="seconds per window")
     parser.add_argument("--channels", type=int, choices=(1, 2), default=1,
                         help="1: the negative counts only; 2: negative and non-negative counts")
     parser.add_argument("--rows", type=int, help="M, rows in the window (default 10 at 60 s, else 6)")
@@ -474,6 +478,9 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, help="directory keeping each seed's statistics (SEED.npz)")
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    if min(thresholds) < CC_MIN:
+        parser.error(f"--thresholds: each must be at least {CC_MIN} (below it the two-cascade null is not computed)")
     per_row = int(round(args.interval / 60))
     rows = args.rows or (10 if per_row == 1 else 6)
     settings = Settings(per_row * 60.0, args.channels, rows, rows - 1 if args.starts is None else args.starts)
@@ -489,15 +496,15 @@ def main() -> int:
     for seed, stats in zip(seeds, all_stats, strict=True):
         print(f"seed {seed}: {len(stats.candidates)} candidates, {stats.two_cascade_rows} two-cascade, "
               f"{stats.seconds:.0f}s", file=sys.stderr)
-    table = frontier(all_stats, settings.interval, [float(t) for t in args.thresholds.split(",")],
+    table = frontier(all_stats, settings.interval, thresholds,
                      "stat_c" if args.one_cascade_null else "stat")
     print("T     | false/tw | recall          | med  | p90 | sudden | ramped | small | large | <=2 rows | NAB")
     for row in table:
         print(f"{row['threshold']:<5} | {row['false_alerts_per_topic_week']:8.2f} | "
-              f"{row['major_recall']:.3f} of {row['major_events']:<5} | {row['delay_windows_median']!s:4} | "
+              f"{row['major_recall']!s:5} of {row['major_events']:<5} | {row['delay_windows_median']!s:4} | "
               f"{row['delay_windows_p90']!s:3} | {row['delay_median_sudden']!s:6} | {row['delay_median_ramped']!s:6} | "
-              f"{row['delay_median_small']!s:5} | {row['delay_median_large']!s:5} | {row['caught_within_2_rows']:8} | "
-              f"{row['nab_standard']}")
+              f"{row['delay_median_small']!s:5} | {row['delay_median_large']!s:5} | "
+              f"{row['caught_within_2_rows']!s:8} | {row['nab_standard']}")
     report = {"seeds": args.seeds, **dataclasses.asdict(settings), "one_cascade_null": args.one_cascade_null,
               "seconds_per_seed": [round(s.seconds, 1) for s in all_stats], "frontier": table,
               "seconds": round(time.perf_counter() - began, 1)}
