@@ -33,7 +33,10 @@ def listening_addresses(pid: int) -> dict[int, str]:
     """{port: local address} of the IPv4 TCP sockets the process itself listens on."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed since the listing (a client connection): not a listener
+            continue
         if target.startswith("socket:["):
             inodes.add(target[len("socket:["):-1])
     listeners = {}
