@@ -1,4 +1,4 @@
-"""Oracle Bayes-factor detector on benchmarks/social_series.py: an upper bound on what any causal detector can do.
+"""Oracle Bayes-factor detector on benchmarks/social_series.py: an estimate of the best any causal detector can do.
 
 What it is. At every row i the oracle looks at the last M rows and computes
 
@@ -18,9 +18,11 @@ of the major events, scored as benchmarks/detector_social.py scores the detector
         the topic's own), or two cascades (a coarser grid, only where the one-cascade stat reaches CC_MIN).
         --channels 1 sees the negative counts only; --channels 2 the negative and non-negative counts jointly.
 
-Why it is an upper bound. Given the true rates the likelihood ratio is the most powerful test of "event" against
-"no event" (Neyman-Pearson); a real detector must estimate the background from the past and does not know the
-cascade rate, so it cannot beat the oracle by more than the approximations below allow. Use it to tell how far the
+Why it estimates an upper bound. Given the true rates the likelihood ratio is the most powerful test of "event"
+against "no event" (Neyman-Pearson); a real detector must estimate the background from the past and does not know
+the cascade rate, so it cannot beat the oracle by more than the approximations below allow (an incomplete null
+model makes the oracle fire on some cascades, so those approximations can be worth something: an estimate, not a
+proof). Use it to tell how far the
 detector is from what the data permit, not as a target to tune against.
 
 Caveats. The priors are integrated on grids (m in steps of 0.75/0.5, ramps of 0.5 minutes, decays of 0.5 minutes,

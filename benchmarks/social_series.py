@@ -56,7 +56,7 @@ class Event:
 class Truth:
     """The hidden process behind a series, per simulated minute (the detector never sees it).
 
-    Kept so that benchmarks/detector_oracle.py can bound what any detector could do on this data; recording it
+    Kept so that benchmarks/detector_oracle.py can estimate what any detector could do on this data; recording it
     draws no random numbers, so the counts of a seed are the same with or without it.
     """
 
