@@ -147,7 +147,6 @@ class SeedStats:
     stat: np.ndarray  # log10 Bayes factor against nothing, one and two cascades
     stat_c: np.ndarray  # against nothing and one cascade only
     rows: int
-    present: np.ndarray
     events: np.ndarray  # (start, end, ramp, multiplier, major) per event
     levels: np.ndarray  # per event: usual negative rate before it (Truth.event_levels)
     seconds: float
@@ -197,9 +196,14 @@ def _to_rows(per_minute: np.ndarray, per_row: int, rows: int) -> np.ndarray:
     return per_minute.reshape(per_minute.shape[:-1] + (rows, per_row)).sum(-1)
 
 
+def _llr_terms(k: np.ndarray, mu: np.ndarray, extra: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """log [Poisson(k; mu + extra) / Poisson(k; mu)] per row, 0 where the row is missing."""
+    return present * (k * np.log1p(extra / mu) - extra)
+
+
 def _poisson_llr(k: np.ndarray, mu: np.ndarray, extra: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Sum over the last axis of log [Poisson(k; mu + extra) / Poisson(k; mu)] over the rows present."""
-    return (present * (k * np.log1p(extra / mu) - extra)).sum(-1)
+    """Sum over the last axis (the rows of the window) of `_llr_terms`."""
+    return _llr_terms(k, mu, extra, present).sum(-1)
 
 
 def _data(series: Series, per_row: int) -> _Data:
@@ -260,11 +264,10 @@ def _candidates(d: _Data, shapes: _Shapes, priors: Priors, settings: Settings, p
                 for o, unit in offsets:
                     rows = idx - o
                     extra = level * (multiplier - 1) * unit
-                    ll += d.present[rows] * (d.negatives[rows] * np.log1p(extra / d.mu_neg[rows]) - extra)
+                    ll += _llr_terms(d.negatives[rows], d.mu_neg[rows], extra, d.present[rows])
                     if settings.channels == 2:
                         extra_other = 0.2 * (multiplier - 1) * unit * d.background_row[rows]
-                        ll += d.present[rows] * (d.others[rows] * np.log1p(extra_other / d.mu_other[rows])
-                                                 - extra_other)
+                        ll += _llr_terms(d.others[rows], d.mu_other[rows], extra_other, d.present[rows])
                 total = _lse_pair(total, ll + shapes.event_logw[r, k])
     return idx[total / LN10 >= T_MIN]
 
@@ -321,7 +324,7 @@ def seed_stats(seed: int, priors: Priors, settings: Settings, weeks: float = 2.0
                                     d.cascade_rate)
             stat[c] = (log_event - np.logaddexp(log_null, log_two)) / LN10
     events = np.array([(e.start, e.end, e.ramp, e.multiplier, e.kind == "major") for e in series.events])
-    return SeedStats(candidates, stat, stat_c, len(series.negatives), series.present, events,
+    return SeedStats(candidates, stat, stat_c, len(series.negatives), events,
                      d.event_levels, time.perf_counter() - began, two)
 
 
@@ -425,6 +428,11 @@ def score(stats: SeedStats, interval: float, threshold: float,
     return result, found["major"]
 
 
+def _median(events: list[EventDelay]) -> float | None:
+    delays = [e.delay for e in events if e.delay is not None]
+    return statistics.median(delays) if delays else None
+
+
 def frontier(all_stats: list[SeedStats], interval: float, thresholds: list[float], key: str = "stat") -> list[dict]:
     """One row per threshold: detector_social's summary, plus median delays by kind of major event."""
     table = []
@@ -432,15 +440,11 @@ def frontier(all_stats: list[SeedStats], interval: float, thresholds: list[float
         scored = [score(stats, interval, threshold, key) for stats in all_stats]
         major = [e for _, events in scored for e in events]
 
-        def median(events: list[EventDelay]) -> float | None:
-            delays = [e.delay for e in events if e.delay is not None]
-            return statistics.median(delays) if delays else None
-
         table.append({"threshold": threshold, **summarise([r for r, _ in scored]),
-                      "delay_median_sudden": median([e for e in major if e.sudden]),
-                      "delay_median_ramped": median([e for e in major if not e.sudden]),
-                      "delay_median_small": median([e for e in major if e.small]),
-                      "delay_median_large": median([e for e in major if not e.small]),
+                      "delay_median_sudden": _median([e for e in major if e.sudden]),
+                      "delay_median_ramped": _median([e for e in major if not e.sudden]),
+                      "delay_median_small": _median([e for e in major if e.small]),
+                      "delay_median_large": _median([e for e in major if not e.small]),
                       "caught_within_2_rows": round(sum(e.delay is not None and e.delay <= 2 for e in major)
                                                     / len(major), 3) if major else None})
     return table
@@ -455,13 +459,13 @@ def _cached(seed: int, priors: Priors, settings: Settings, cache: Path | None) -
         with np.load(path) as saved:
             if "settings" not in saved or not np.array_equal(saved["settings"], key):
                 raise SystemExit(f"{path} holds statistics of other settings: use another --cache")
-            return SeedStats(saved["cand"], saved["stat"], saved["stat_c"], int(saved["n"]), saved["present"],
-                             saved["ev"], saved["level_raw"], float(saved["seconds"]), int(saved["two"]))
+            return SeedStats(saved["cand"], saved["stat"], saved["stat_c"], int(saved["n"]), saved["ev"],
+                             saved["level_raw"], float(saved["seconds"]), int(saved["two"]))
     stats = seed_stats(seed, priors, settings)
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, settings=key, cand=stats.candidates, stat=stats.stat, stat_c=stats.stat_c, n=stats.rows,
-                 present=stats.present, ev=stats.events, level_raw=stats.levels, seconds=stats.seconds,
+                 ev=stats.events, level_raw=stats.levels, seconds=stats.seconds,
                  two=stats.two_cascade_rows)
     return stats
 

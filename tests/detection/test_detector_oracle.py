@@ -17,8 +17,8 @@ def stats_with(rows_over: list[int], event_row: int = 100) -> SeedStats:
     start = event_row * INTERVAL + 30.0
     events = np.array([(start, start + 3600.0, 0.0, 8.0, True)])
     candidates = np.array(rows_over, dtype=int)
-    return SeedStats(candidates, np.full(len(candidates), 3.0), np.full(len(candidates), 3.0), rows,
-                     np.ones(rows, dtype=bool), events, np.array([2.0]), 0.0, 0)
+    return SeedStats(candidates, np.full(len(candidates), 3.0), np.full(len(candidates), 3.0), rows, events,
+                     np.array([2.0]), 0.0, 0)
 
 
 def test_an_opening_in_the_row_that_holds_the_start_catches_the_event_with_delay_0():
