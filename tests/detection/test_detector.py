@@ -10,6 +10,7 @@ import pytest
 
 from sentiwatch.config import load_settings
 from sentiwatch.errors import ConfigError
+from sentiwatch.streamer.detection import detector
 from sentiwatch.streamer.detection.detector import (
     SCALES,
     STATE_VERSION,
@@ -154,6 +155,61 @@ def test_cooldown_suppresses_a_second_open_right_after_resolve():
     assert len(opens(found)) == 1
     _, no_cooldown = run(series, DetectorConfig(cooldown_windows=0))
     assert len(opens(no_cooldown)) == 2
+
+
+def sparse_topic(windows: int, seed: int) -> list[tuple[int, int]]:
+    """About two texts and 0.2 negatives a minute: most windows hold no negative at all."""
+    return calm(windows, volume=2, share=0.1, seed=seed)
+
+
+def test_a_sparse_topic_surge_opens_within_minutes_pooled_over_ten(monkeypatch: pytest.MonkeyPatch):
+    # 2.5 extra negatives a minute against 0.2 expected: windows of 0 to 6 negatives, none of them surprising
+    # enough on its own for the weakest-window rule; ten minutes pooled are overwhelming.
+    for seed in range(1, 6):
+        rng = np.random.default_rng(seed)
+        extra, other = rng.poisson(2.5, 40), rng.poisson(0.5, 40)
+        surge = [(total + int(e) + int(o), negative + int(e))
+                 for (total, negative), e, o in zip(sparse_topic(40, seed + 50), extra, other, strict=True)]
+        counts = sparse_topic(1440, seed) + surge + sparse_topic(60, seed + 99)
+        _, found = run(counts)
+        assert len(opens(found)) == 1 and 1440 <= opens(found)[0] <= 1440 + 6, (seed, opens(found))
+        assert not found[-1].active
+        # The pooled ten minutes are what make it quick: without them the same surge waits for the hour.
+        monkeypatch.setattr(detector, "_SPARSE_NEGATIVES", 0.0)
+        _, slower = run(counts)
+        monkeypatch.undo()
+        assert opens(slower) and opens(slower)[0] >= 1440 + 9, (seed, opens(slower))
+
+
+def test_a_decaying_cascade_on_a_sparse_topic_does_not_open(monkeypatch: pytest.MonkeyPatch):
+    # A cascade of 60 or 200 texts in its first minute, 40 % negative, shrinking by 45 % a minute: the sparse
+    # ten minutes pooled would open on it; the hold (the last three windows keep half the peak lift) does not.
+    for seed in (2, 3, 4):
+        for size in (60, 200):
+            rng = np.random.default_rng(seed)
+            texts = rng.poisson([size * 0.55**j for j in range(15)])
+            cascade = [(total + int(t), negative + int(k)) for (total, negative), t, k
+                       in zip(sparse_topic(15, seed + 50), texts, rng.binomial(texts, 0.4), strict=True)]
+            counts = sparse_topic(1440, seed) + cascade + sparse_topic(60, seed + 99)
+            _, found = run(counts)
+            assert opens(found) == [], (seed, size)
+            monkeypatch.setattr(detector, "_SPARSE_HOLD", 0.0)
+            _, unheld = run(counts)
+            monkeypatch.undo()
+            assert opens(unheld), (seed, size)
+
+
+def test_a_young_cascade_on_a_sparse_topic_does_not_open(monkeypatch: pytest.MonkeyPatch):
+    # Four minutes of 11, 10, 6 and 4 negatives against 0.2 expected (a cascade seen on tuning seed 35): too young
+    # for the hold to see it decay. The sparse ten minutes count only once six windows are above normal.
+    for seed in (2, 3):
+        counts = sparse_topic(1440, seed) + [(16, 11), (13, 10), (8, 6), (6, 4)] + sparse_topic(60, seed + 99)
+        _, found = run(counts)
+        assert opens(found) == [], seed
+        monkeypatch.setattr(detector, "_SPARSE_ABOVE_WINDOWS", 0)
+        _, unguarded = run(counts)
+        monkeypatch.undo()
+        assert opens(unguarded), seed
 
 
 def test_slow_drift_moves_the_baseline_and_never_fires():
