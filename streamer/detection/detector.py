@@ -19,10 +19,11 @@ while observed / expected is under `min_lift`). Evidence is read at several time
   than one burst a day, learned; a burst is a short run of windows at three times the expected count or
   more that opened nothing) only the ten minutes count at fine windows: by then a cascade has decayed;
 * sparse (ten minutes at fine windows, on a topic that expects under one negative a window): few windows of a
-  surge there are surprising on their own (they hold 0 to 5 negatives), so the ten minutes are also pooled like
+  surge there are surprising on their own (they hold 0 to 6 negatives), so the ten minutes are also pooled like
   the hour, each window clipped at a Poisson tail quantile rather than expected + clip_z sd (1.5 at 0.2
-  expected: below any surprising count). They count once six windows are above normal (a cascade's first
-  minutes are not enough) and while the last three hold half the span's peak lift (a cascade decays);
+  expected: below any surprising count). They count once five windows are above normal by their exact Poisson
+  tail (a cascade's first minutes are not enough) and while the last three hold half the span's peak lift (a
+  cascade decays);
 * long (an hour; `evidence_hours`): both tests on the span's summed counts, each window clipped at
   expected + clip_z sd (a burst adds little, a surge of many windows adds up). How noisy such a sum
   is lies between independent windows and fully correlated ones (a level that wanders for hours);
