@@ -431,11 +431,12 @@ def _above_normal_sparse(item: Evidence) -> bool:
 def _poisson_quantile(mean: float, surprise: float) -> float:
     """The smallest count whose Poisson upper tail P(X >= count) is at most 10**-surprise. For means under
     _POISSON_CLIP_BELOW only: larger ones are taken as it (exp(-mean) would underflow from about 745)."""
-    tail, term, count = 1.0, math.exp(-min(mean, _POISSON_CLIP_BELOW)), 0
+    mean = min(mean, _POISSON_CLIP_BELOW)
+    tail, term, count = 1.0, math.exp(-mean), 0
     while tail > 10**-surprise:
         tail -= term
         count += 1
-        term *= min(mean, _POISSON_CLIP_BELOW) / count
+        term *= mean / count
     return float(count)
 
 
