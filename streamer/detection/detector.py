@@ -332,7 +332,8 @@ def step(state: DetectorState | None, window: WindowStats, config: DetectorConfi
             if index == 0 and bursty and spans[1] > span and test.surprise > 0 and \
                     not _step_over_cascade(new.recent[-_CASCADE_WINDOWS:], seconds) >= _STEP_OVER_CASCADE:
                 # A bursty topic at fine windows: three windows that a decaying cascade explains about as well as a
-                # surge that holds wait for the ten minutes of the next scale, by when a cascade has decayed.
+                # surge that holds wait for the ten minutes of the next scale, by when a cascade has decayed. (Written
+                # "not >=" so that a NaN keeps the gate shut.)
                 test = _Test(0.0, 1.0)
             if index == 1 and _is_sparse(items):
                 test = max(test, _sparse_test(items, config), key=lambda t: (t.surprise, t.lift))
