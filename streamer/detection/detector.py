@@ -435,6 +435,7 @@ def _step_over_cascade(items: list[Evidence], seconds: float) -> float:
 
 
 def _binomial_var(count: float, total: float) -> float:
+    """Sampling variance of a binomial count of `total` trials whose mean is `count` (total > 0)."""
     return count * (1 - count / total)
 
 
@@ -443,13 +444,13 @@ def _log10_step_over_decay(excess: list[float], variance: list[float], seconds: 
     and under each cascade (x = b r^i, b >= 0, likewise, r from _CASCADE_MINUTES); the log10 likelihood ratio of the
     best fits. A fall fits neither (both sizes 0): it is no evidence of a step up."""
     weights = [1.0 / max(v, 1e-9) for v in variance]
-    rates = [math.exp(-seconds / (60.0 * minutes)) for minutes in _CASCADE_MINUTES]
+    rates = [1.0] + [math.exp(-seconds / (60.0 * minutes)) for minutes in _CASCADE_MINUTES]
+    shapes = [[rate**i for i in range(len(excess))] for rate in rates]  # the step first; a later start uses a prefix
     best_step = best_cascade = math.inf
     for first in range(len(excess)):
         before = sum(w * x * x for x, w in zip(excess[:first], weights[:first], strict=True))
         xs, ws = excess[first:], weights[first:]
-        shapes = [[1.0] * len(xs)] + [[rate**i for i in range(len(xs))] for rate in rates]
-        fits = [before + _residual(xs, ws, shape) for shape in shapes]
+        fits = [before + _residual(xs, ws, shape[:len(xs)]) for shape in shapes]
         best_step, best_cascade = min(best_step, fits[0]), min(best_cascade, *fits[1:])
     return (best_cascade - best_step) / (2.0 * math.log(10.0))
 
@@ -529,7 +530,7 @@ class _Sum:
         """Poisson for the volume, binomial (at the pooled share) for the share."""
         if self.test == "volume":
             return self.expected
-        return self.expected * (1 - self.expected / self.total) if self.total else 0.0
+        return _binomial_var(self.expected, self.total) if self.total else 0.0
 
 
 def _clipped_sum(items: list[Evidence], test: str, config: DetectorConfig, sparse: bool = False) -> _Sum:
@@ -541,7 +542,7 @@ def _clipped_sum(items: list[Evidence], test: str, config: DetectorConfig, spars
             mean, extra, sampling = e.volume_expected, e.volume_extra_var, e.volume_expected
         else:
             mean, extra = e.share_expected, e.share_extra_var
-            sampling = mean * (1 - mean / e.total) if e.total else 0.0
+            sampling = _binomial_var(mean, e.total) if e.total else 0.0
         total += e.total
         clip = mean + config.clip_z * math.sqrt(sampling + extra)
         if sparse and mean < _POISSON_CLIP_BELOW:
